@@ -1,0 +1,93 @@
+"""The gateway application factory: services are created in the lifespan, hung on app.state and closed there."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.credits import get_balance
+from gateway.db import create_engine, create_sessionmaker
+from gateway.deps import Services
+from gateway.errors import install_error_handlers
+from gateway.metrics import Metrics
+from gateway.routes import api, system
+from gateway.settings import Settings
+from gateway.storage import LocalStorage
+from gateway.triton import TritonPipelines
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        triton = TritonPipelines(settings.triton_url, settings.triton_timeout_s)
+        app.state.services = Services(
+            settings=settings,
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+            triton=triton,
+            storage=LocalStorage(settings.outputs_dir),
+            metrics=Metrics.create(),
+        )
+        try:
+            yield
+        finally:
+            await triton.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="replate",
+        version="0.1.0",
+        summary="Replace the background of a photo: true alpha matte, new scene, composite.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(api)
+    app.include_router(system)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+class RequestContextMiddleware:
+    """Per request: an `x-request-id` (the client's, if well-formed), `x-remaining-credits` on every authenticated
+    response (success or error), and the request metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        services: Services = scope["app"].state.services
+        started = time.perf_counter()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["x-request-id"] = request_id
+                account_id = state.get("account_id")
+                if account_id is not None:
+                    async with services.sessions() as session:
+                        headers["x-remaining-credits"] = str((await get_balance(session, account_id)).available)
+                route = getattr(scope.get("route"), "path", "unmatched")
+                services.metrics.requests.labels(route, str(message["status"])).inc()
+                services.metrics.request_latency.labels(route).observe(time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,67 @@
+"""API keys: random, shown once, stored as SHA-256 (keys carry 256 bits of entropy, so a slow hash adds nothing)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.db import Account, ApiKey, utcnow
+from gateway.errors import Unauthorized
+
+KEY_PREFIX = "rp_"
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: str
+    account_id: int
+    key_id: int
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def create_account_key(session: AsyncSession, name: str) -> NewKey:
+    """Create an account named `name` (or reuse it) and a new key for it; the plain key exists only in the result."""
+    account = (await session.execute(select(Account).where(Account.name == name))).scalar_one_or_none()
+    if account is None:
+        account = Account(name=name)
+        session.add(account)
+        await session.flush()
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = ApiKey(account_id=account.id, prefix=key[:10], key_hash=hash_key(key))
+    session.add(api_key)
+    await session.flush()
+    return NewKey(key=key, account_id=account.id, key_id=api_key.id)
+
+
+async def authenticate(session: AsyncSession, key: str | None) -> int:
+    """The account id of a valid, unrevoked key; Unauthorized otherwise."""
+    if not key:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+    digest = hash_key(key)
+    row = (
+        await session.execute(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
+    ).scalar_one_or_none()
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        raise Unauthorized("unknown or revoked API key")
+    return row.account_id
+
+
+async def revoke_key(session: AsyncSession, prefix: str) -> int:
+    """Revoke every active key starting with `prefix`; returns how many were revoked."""
+    keys = (
+        await session.execute(select(ApiKey).where(ApiKey.prefix == prefix[:10], ApiKey.revoked_at.is_(None)))
+    ).scalars()
+    count = 0
+    for api_key in keys:
+        api_key.revoked_at = utcnow()
+        count += 1
+    await session.flush()
+    return count

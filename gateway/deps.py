@@ -1,0 +1,64 @@
+"""Request dependencies as named types: the app's services and the authenticated account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.auth import authenticate
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.storage import LocalStorage
+from gateway.triton import TritonPipelines
+from replate.imageio import ImageLimits
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request may use; built once in the app's lifespan and closed there."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    triton: TritonPipelines
+    storage: LocalStorage
+    metrics: Metrics
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(
+            max_megapixels=self.settings.max_image_megapixels, max_bytes=self.settings.max_image_bytes
+        )
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+async def get_account_id(
+    request: Request,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> int:
+    async with services.sessions() as session:
+        account_id = await authenticate(session, _presented_key(authorization, x_api_key))
+    request.state.account_id = account_id  # read by the middleware that adds x-remaining-credits
+    return account_id
+
+
+AccountDep = Annotated[int, Depends(get_account_id)]

@@ -1,0 +1,106 @@
+"""The gateway's error codes and the only table from a code to HTTP status; one handler renders them all.
+
+Pixel-level codes come from `replate.errors`; the codes below exist only at the service boundary.
+Every error body is `{"error": {"code": ..., "message": ...}}`, never a stack trace or an internal address.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from replate.errors import ReplateError
+
+log = logging.getLogger("replate.gateway")
+
+
+class Unauthorized(ReplateError):
+    code = "unauthorized"
+
+
+class InsufficientCredits(ReplateError):
+    code = "insufficient_credits"
+
+
+class NotFound(ReplateError):
+    code = "not_found"
+
+
+class UrlForbidden(ReplateError):
+    code = "url_forbidden"
+
+
+class UrlFetchFailed(ReplateError):
+    code = "url_fetch_failed"
+
+
+class Timeout(ReplateError):
+    code = "timeout"
+
+
+HTTP_STATUS = {
+    "invalid_request": 422,
+    "conflicting_scene_sources": 422,
+    "image_corrupt": 422,
+    "image_too_large": 413,
+    "image_format_unsupported": 415,
+    "subject_not_found": 422,
+    "unauthorized": 401,
+    "insufficient_credits": 406,
+    "not_found": 404,
+    "url_forbidden": 422,
+    "url_fetch_failed": 422,
+    "timeout": 504,
+    "unavailable": 503,
+    "internal": 500,
+}
+RETRY_AFTER_S = {"unavailable": 5}
+
+
+def http_status(error: ReplateError) -> int:
+    return HTTP_STATUS.get(error.code, 500)
+
+
+def error_response(code: str, message: str, status: int) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_S[code])} if code in RETRY_AFTER_S else None
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+async def _replate_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ReplateError)
+    status = http_status(exc)
+    if status >= 500 and exc.code == "internal":
+        log.error("internal error on %s: %s", request.url.path, exc.message)
+        return error_response("internal", "the server failed to process this request; try again later", status)
+    return error_response(exc.code, exc.message, status)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"] if part not in ("body", "query", "header"))
+        problems.append(f"{field or 'body'}: {error['msg']}")
+    return error_response("invalid_request", "; ".join(problems), 422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "invalid_request"}.get(exc.status_code, "invalid_request")
+    return error_response(code, str(exc.detail), exc.status_code)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s", request.url.path)
+    return error_response("internal", "the server failed to process this request; try again later", 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ReplateError, _replate_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,54 @@
+"""`replate serve`: migrate, start tritonserver (unless an external one is configured), then the gateway.
+
+Ctrl-C or SIGTERM stops the gateway (uvicorn's own handlers) and then Triton.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+
+from gateway.admin import ensure_demo_key
+from gateway.app import create_app
+from gateway.migrate import upgrade_database
+from gateway.settings import Settings
+from gateway.tritonserver import TritonServer
+
+log = logging.getLogger("replate.serve")
+DEMO_ACCOUNT = "demo"
+DEMO_CREDITS = 1000
+
+
+def serve(settings: Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.database_url)
+    _announce_demo_key(settings)
+    triton = None
+    if not settings.triton_url:
+        triton = TritonServer(settings.data_dir / "triton")
+        log.info("starting tritonserver (log: %s)", triton.log_path)
+        triton.start()
+        settings = settings.model_copy(update={"triton_url": triton.grpc_url})
+        log.info("tritonserver ready: gRPC %s, HTTP %s", triton.grpc_url, triton.http_url)
+    try:
+        config = uvicorn.Config(
+            create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info", lifespan="on"
+        )
+        uvicorn.Server(config).run()
+    finally:
+        if triton is not None:
+            log.info("stopping tritonserver")
+            triton.stop()
+    return 0
+
+
+def _announce_demo_key(settings: Settings) -> None:
+    key = asyncio.run(ensure_demo_key(settings, DEMO_ACCOUNT, DEMO_CREDITS))
+    if key:
+        print(f"API key: {key}", flush=True)
+        print(f"(demo account with {DEMO_CREDITS} credits; this key is shown only once)", flush=True)
+    else:
+        print("Accounts exist already; create another key with: replate keys create --name NAME --credits N")

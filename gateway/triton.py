@@ -1,0 +1,79 @@
+"""The gateway's only door to Triton: one call per request to a pipeline model, errors translated once here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from gateway.errors import Timeout
+from replate.errors import ReplateError, Unavailable, parse_error
+
+MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+"""A 25 MP input and its PNG outputs stay far below this; tritonclient's own default would cap us at 4 MB once
+channel args are given."""
+
+
+@dataclass(frozen=True)
+class PipelineOutput:
+    images: list[bytes]
+    info: dict[str, Any]
+
+
+class TritonPipelines:
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._client = grpcclient.InferenceServerClient(
+            url,
+            channel_args=[
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+
+    async def run(
+        self, model: str, image: bytes, params: dict[str, Any], scene_image: bytes | None = None
+    ) -> PipelineOutput:
+        named = {"IMAGE": image, "PARAMS": json.dumps(params).encode()}
+        if scene_image is not None:
+            named["SCENE_IMAGE"] = scene_image
+        inputs = []
+        for name, value in named.items():
+            tensor = grpcclient.InferInput(name, [1], "BYTES")
+            tensor.set_data_from_numpy(np.array([value], dtype=np.object_))
+            inputs.append(tensor)
+        outputs = [grpcclient.InferRequestedOutput("IMAGES"), grpcclient.InferRequestedOutput("INFO")]
+        try:
+            result = await self._client.infer(model, inputs, outputs=outputs, client_timeout=self.timeout_s)
+        except InferenceServerException as exc:
+            raise translate_error(exc) from exc
+        images = [bytes(item) for item in result.as_numpy("IMAGES").reshape(-1)]
+        info = json.loads(bytes(result.as_numpy("INFO").reshape(-1)[0]))
+        return PipelineOutput(images=images, info=info)
+
+    async def is_ready(self) -> bool:
+        try:
+            return bool(await self._client.is_server_ready(client_timeout=2.0))
+        except InferenceServerException:
+            return False
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def translate_error(exc: InferenceServerException) -> ReplateError:
+    status = str(exc.status() or "")
+    message = exc.message() or ""
+    if "DEADLINE_EXCEEDED" in status or "Deadline Exceeded" in message:
+        return Timeout("the inference server did not answer in time; try again or send a smaller image")
+    if "UNAVAILABLE" in status:
+        return Unavailable("the inference server is unavailable; try again shortly")
+    error = parse_error(message)
+    if error.code == "internal":
+        return ReplateError(f"inference failed ({status}): {message}")
+    return error

@@ -1,0 +1,31 @@
+"""Triton adapter for `replate.matting`: IMAGE uint8 (1, H, W, 3) -> ALPHA, FOREGROUND, SHADING, INFO."""
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from replate.matting import estimate_matte
+from replate.triton_adapter import answer_each, json_tensor
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        self.engine = config["parameters"]["engine"]["string_value"]
+
+    def execute(self, requests: list) -> list:
+        return answer_each(requests, self.estimate)
+
+    def estimate(self, request: object) -> list:
+        image = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()[0]
+        matte = estimate_matte(np.ascontiguousarray(image), self.engine)
+        height, width = matte.alpha.shape
+        shading = matte.shading if matte.shading is not None else np.full((height, width), 255, np.uint8)
+        info = {"engine": matte.engine, "timings_ms": matte.timings_ms, "has_shading": matte.shading is not None}
+        return [
+            pb_utils.Tensor("ALPHA", matte.alpha[np.newaxis]),
+            pb_utils.Tensor("FOREGROUND", matte.foreground[np.newaxis]),
+            pb_utils.Tensor("SHADING", shading[np.newaxis]),
+            json_tensor("INFO", info),
+        ]

@@ -1,0 +1,113 @@
+"""The `replate` command: serve the stack, manage keys and credits, run the database migrations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from gateway.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    return args.run(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="replate", description=__doc__)
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="start Triton (unless REPLATE_TRITON_URL is set) and the gateway")
+    serve.add_argument("--host", help="HTTP bind address (REPLATE_HTTP_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (REPLATE_HTTP_PORT, default 8080)")
+    serve.add_argument("--data-dir", help="database, outputs and run files (REPLATE_DATA_DIR, default ./.replate)")
+    serve.add_argument("--triton-url", help="use this Triton gRPC endpoint instead of starting one")
+    serve.set_defaults(run=_serve)
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(metavar="ACTION", required=True)
+    create = keys.add_parser("create", help="create an account (if new) and a key; prints the key once")
+    create.add_argument("--name", required=True, help="account name")
+    create.add_argument("--credits", type=int, default=0, help="credits to grant now")
+    create.set_defaults(run=_keys_create)
+    keys.add_parser("list", help="list keys (prefixes only)").set_defaults(run=_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke the key(s) with this prefix")
+    revoke.add_argument("prefix")
+    revoke.set_defaults(run=_keys_revoke)
+
+    credits = commands.add_parser("credits", help="credits").add_subparsers(metavar="ACTION", required=True)
+    grant = credits.add_parser("grant", help="grant credits to an account")
+    grant.add_argument("--name", required=True, help="account name")
+    grant.add_argument("--credits", type=int, required=True)
+    grant.set_defaults(run=_credits_grant)
+
+    db = commands.add_parser("db", help="database").add_subparsers(metavar="ACTION", required=True)
+    db.add_parser("upgrade", help="apply the migrations").set_defaults(run=_db_upgrade)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "http_host": getattr(args, "host", None),
+        "http_port": getattr(args, "port", None),
+        "data_dir": getattr(args, "data_dir", None),
+        "triton_url": getattr(args, "triton_url", None),
+    }
+    return Settings(**{name: value for name, value in overrides.items() if value is not None})
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    return serve(_settings(args))
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from gateway.migrate import upgrade_database
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.database_url)
+    print("database is up to date")
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from gateway.admin import create_key
+
+    key = asyncio.run(create_key(_settings(args), args.name, args.credits))
+    print(f"API key: {key}")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from gateway.admin import list_keys
+
+    for line in asyncio.run(list_keys(_settings(args))):
+        print(line)
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from gateway.admin import revoke
+
+    count = asyncio.run(revoke(_settings(args), args.prefix))
+    print(f"revoked {count} key(s)")
+    return 0 if count else 1
+
+
+def _credits_grant(args: argparse.Namespace) -> int:
+    from gateway.admin import grant
+
+    available = asyncio.run(grant(_settings(args), args.name, args.credits))
+    print(f"{args.name}: {available} credits available")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

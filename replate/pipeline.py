@@ -1,0 +1,162 @@
+"""The two products of replate as pure functions: encoded bytes in, encoded bytes out.
+
+Matting is passed in as a callable so that the same pipeline runs in-process (CLI, tests) and inside Triton,
+where it is a BLS call to the dynamically batched `matting` model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+
+from replate.compose import compose, cutout
+from replate.errors import InvalidRequest
+from replate.imageio import OUTPUT_FORMATS, DecodedImage, ImageLimits, decode_image, encode_image
+from replate.matting import Matte
+from replate.scene import SceneSpec, make_scene
+
+EstimateMatte = Callable[[np.ndarray], Matte]
+"""image uint8 (H, W, 3) RGB -> Matte."""
+
+MAX_OUTPUTS = 4
+
+
+@dataclass(frozen=True)
+class ReplaceOptions:
+    scene_prompt: str | None = None
+    bg_color: str | None = None
+    seed: int = 0
+    preserve_shadow: bool = True
+    num_outputs: int = 1
+    output_format: str = "png"
+    max_megapixels: float = ImageLimits.max_megapixels
+    max_bytes: int = ImageLimits.max_bytes
+
+    def __post_init__(self) -> None:
+        _check_output_format(self.output_format, OUTPUT_FORMATS)
+        if not 1 <= self.num_outputs <= MAX_OUTPUTS:
+            raise InvalidRequest(f"num_outputs must be between 1 and {MAX_OUTPUTS}, got {self.num_outputs}")
+
+
+@dataclass(frozen=True)
+class RemoveOptions:
+    channels: Literal["rgba", "alpha"] = "rgba"
+    output_format: str = "png"
+    max_megapixels: float = ImageLimits.max_megapixels
+    max_bytes: int = ImageLimits.max_bytes
+
+    def __post_init__(self) -> None:
+        _check_output_format(self.output_format, ("png", "webp"))
+        if self.channels not in ("rgba", "alpha"):
+            raise InvalidRequest(f"channels must be 'rgba' or 'alpha', got {self.channels!r}")
+
+
+Options = TypeVar("Options", ReplaceOptions, RemoveOptions)
+
+
+@dataclass
+class PipelineResult:
+    images: list[bytes]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def options_from_params(cls: type[Options], params: dict[str, Any]) -> Options:
+    """Build options from a PARAMS JSON object, refusing unknown keys instead of ignoring them."""
+    unknown = set(params) - {f.name for f in fields(cls)}
+    if unknown:
+        raise InvalidRequest(f"unknown parameters: {', '.join(sorted(unknown))}")
+    return cls(**params)
+
+
+def replace_background(
+    image: bytes, options: ReplaceOptions, estimate_matte: EstimateMatte, scene_image: bytes | None = None
+) -> PipelineResult:
+    """Lift the subject of `image` and put it in front of new scenes, one per output (seeds seed, seed+1, ...)."""
+    timings: dict[str, float] = {}
+    limits = ImageLimits(max_megapixels=options.max_megapixels, max_bytes=options.max_bytes)
+    with _timed(timings, "decode"):
+        decoded = decode_image(image, limits)
+        reference = decode_image(scene_image, limits).rgb if scene_image is not None else None
+    matte = _matte_for(decoded, estimate_matte, timings)
+    height, width = matte.alpha.shape
+    images, scene_engine, notes = [], "", ()
+    for index in range(options.num_outputs):
+        seed = options.seed + index
+        with _timed(timings, "scene"):
+            spec = SceneSpec(prompt=options.scene_prompt, reference=reference, color=options.bg_color, seed=seed)
+            scene = make_scene(spec, width, height)
+        with _timed(timings, "compose"):
+            composite = compose(decoded.rgb, matte, scene.rgb, preserve_shadow=options.preserve_shadow)
+        with _timed(timings, "encode"):
+            images.append(encode_image(composite, options.output_format))
+        scene_engine, notes = scene.engine, scene.notes
+    info = _info(matte, timings, width, height, seed=options.seed, scene=scene_engine, notes=list(notes))
+    return PipelineResult(images=images, info=info)
+
+
+def remove_background(image: bytes, options: RemoveOptions, estimate_matte: EstimateMatte) -> PipelineResult:
+    """Cut the subject out: an RGBA image with true alpha, or the 8-bit matte alone (`channels="alpha"`)."""
+    timings: dict[str, float] = {}
+    limits = ImageLimits(max_megapixels=options.max_megapixels, max_bytes=options.max_bytes)
+    with _timed(timings, "decode"):
+        decoded = decode_image(image, limits)
+    matte = _matte_for(decoded, estimate_matte, timings)
+    with _timed(timings, "encode"):
+        pixels = matte.alpha if options.channels == "alpha" else cutout(decoded.rgb, matte)
+        encoded = encode_image(pixels, options.output_format)
+    height, width = matte.alpha.shape
+    return PipelineResult(images=[encoded], info=_info(matte, timings, width, height))
+
+
+def matte_from_input_alpha(decoded: DecodedImage) -> Matte | None:
+    """An input that already carries transparency is its own matte: nothing to estimate, nothing to guess."""
+    if decoded.alpha is None or int(decoded.alpha.min()) == 255:
+        return None
+    return Matte(alpha=decoded.alpha, foreground=decoded.rgb, shading=None, engine="input-alpha", timings_ms={})
+
+
+def _matte_for(decoded: DecodedImage, estimate_matte: EstimateMatte, timings: dict[str, float]) -> Matte:
+    matte = matte_from_input_alpha(decoded)
+    if matte is None:
+        with _timed(timings, "matting"):
+            matte = estimate_matte(decoded.rgb)
+    return matte
+
+
+def _info(matte: Matte, timings: dict[str, float], width: int, height: int, **extra: Any) -> dict[str, Any]:
+    engines = {"matting": matte.engine}
+    scene = extra.pop("scene", None)
+    if scene:
+        engines["scene"] = scene
+    rounded = {name: round(ms, 2) for name, ms in timings.items()}
+    return {"engines": engines, "timings_ms": rounded, "width": width, "height": height, **extra}
+
+
+def _check_output_format(fmt: str, allowed: tuple[str, ...]) -> None:
+    if fmt not in allowed:
+        raise InvalidRequest(f"output_format must be one of {', '.join(allowed)}, got {fmt!r}")
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
+
+
+__all__ = [
+    "EstimateMatte",
+    "PipelineResult",
+    "RemoveOptions",
+    "ReplaceOptions",
+    "options_from_params",
+    "remove_background",
+    "replace_background",
+]
