@@ -20,18 +20,19 @@ from gateway.metrics import Metrics
 from gateway.routes import api, system
 from gateway.settings import Settings
 from gateway.storage import LocalStorage
-from gateway.triton import TritonPipelines
+from gateway.triton import Pipelines, TritonPipelines
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, pipelines: Pipelines | None = None) -> FastAPI:
+    """`pipelines` replaces the Triton client (tests pass an in-process fake); by default it is built from settings."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
-        triton = TritonPipelines(settings.triton_url, settings.triton_timeout_s)
+        triton = pipelines or TritonPipelines(settings.triton_url, settings.triton_timeout_s)
         app.state.services = Services(
             settings=settings,
             engine=engine,

@@ -12,7 +12,7 @@ from gateway.auth import authenticate
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.storage import LocalStorage
-from gateway.triton import TritonPipelines
+from gateway.triton import Pipelines
 from replate.imageio import ImageLimits
 
 
@@ -23,15 +23,13 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    triton: TritonPipelines
+    triton: Pipelines
     storage: LocalStorage
     metrics: Metrics
 
     @property
     def limits(self) -> ImageLimits:
-        return ImageLimits(
-            max_megapixels=self.settings.max_image_megapixels, max_bytes=self.settings.max_image_bytes
-        )
+        return ImageLimits(max_megapixels=self.settings.max_image_megapixels, max_bytes=self.settings.max_image_bytes)
 
 
 def get_services(request: Request) -> Services:

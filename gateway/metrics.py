@@ -26,14 +26,20 @@ class Metrics:
                 "replate_http_requests", "HTTP requests by route and status", ["route", "status"], registry=registry
             ),
             request_latency=Histogram(
-                "replate_http_request_duration_seconds", "HTTP request latency", ["route"],
-                buckets=LATENCY_BUCKETS_S, registry=registry,
+                "replate_http_request_duration_seconds",
+                "HTTP request latency",
+                ["route"],
+                buckets=LATENCY_BUCKETS_S,
+                registry=registry,
             ),
             credits_charged=Counter(
                 "replate_credits_charged", "Credits captured, by operation", ["operation"], registry=registry
             ),
             triton_latency=Histogram(
-                "replate_triton_request_duration_seconds", "Triton pipeline call latency", ["model"],
-                buckets=LATENCY_BUCKETS_S, registry=registry,
+                "replate_triton_request_duration_seconds",
+                "Triton pipeline call latency",
+                ["model"],
+                buckets=LATENCY_BUCKETS_S,
+                registry=registry,
             ),
         )

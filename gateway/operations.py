@@ -45,10 +45,17 @@ async def replace_background(
         **_limit_params(services),
     }
     return await _run_charged(
-        services, account_id, request_id,
-        operation="replace_background", model="replace_background",
+        services,
+        account_id,
+        request_id,
+        operation="replace_background",
+        model="replace_background",
         price=services.settings.price_replace_background * body.num_outputs,
-        image=image, params=params, scene_image=scene, fmt=body.output_format, store=not body.return_base64,
+        image=image,
+        params=params,
+        scene_image=scene,
+        fmt=body.output_format,
+        store=not body.return_base64,
     )
 
 
@@ -58,10 +65,17 @@ async def remove_background(
     image = read_image_field(body.image, "image", services.limits)
     params = {"channels": body.channels, "output_format": body.output_format, **_limit_params(services)}
     return await _run_charged(
-        services, account_id, request_id,
-        operation="remove_background", model="remove_background",
+        services,
+        account_id,
+        request_id,
+        operation="remove_background",
+        model="remove_background",
         price=services.settings.price_remove_background,
-        image=image, params=params, scene_image=None, fmt=body.output_format, store=False,
+        image=image,
+        params=params,
+        scene_image=None,
+        fmt=body.output_format,
+        store=False,
     )
 
 

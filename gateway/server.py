@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from types import FrameType
 
 import uvicorn
 
@@ -26,14 +28,16 @@ def serve(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.database_url)
     _announce_demo_key(settings)
+    # Until uvicorn installs its own handlers, SIGTERM unwinds through the `finally` below, so Triton is stopped.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     triton = None
-    if not settings.triton_url:
-        triton = TritonServer(settings.data_dir / "triton")
-        log.info("starting tritonserver (log: %s)", triton.log_path)
-        triton.start()
-        settings = settings.model_copy(update={"triton_url": triton.grpc_url})
-        log.info("tritonserver ready: gRPC %s, HTTP %s", triton.grpc_url, triton.http_url)
     try:
+        if not settings.triton_url:
+            triton = TritonServer(settings.data_dir / "triton")
+            log.info("starting tritonserver (log: %s)", triton.log_path)
+            triton.start()
+            settings = settings.model_copy(update={"triton_url": triton.grpc_url})
+            log.info("tritonserver ready: gRPC %s, HTTP %s", triton.grpc_url, triton.http_url)
         config = uvicorn.Config(
             create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info", lifespan="on"
         )
@@ -45,10 +49,14 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _announce_demo_key(settings: Settings) -> None:
     key = asyncio.run(ensure_demo_key(settings, DEMO_ACCOUNT, DEMO_CREDITS))
     if key:
         print(f"API key: {key}", flush=True)
         print(f"(demo account with {DEMO_CREDITS} credits; this key is shown only once)", flush=True)
     else:
-        print("Accounts exist already; create another key with: replate keys create --name NAME --credits N")
+        print("Accounts exist already; create another with: replate keys create --name NAME --credits N", flush=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -22,6 +22,18 @@ channel args are given."""
 class PipelineOutput:
     images: list[bytes]
     info: dict[str, Any]
+
+
+class Pipelines(Protocol):
+    """What the gateway needs from the inference server."""
+
+    async def run(
+        self, model: str, image: bytes, params: dict[str, Any], scene_image: bytes | None = None
+    ) -> PipelineOutput: ...
+
+    async def is_ready(self) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 class TritonPipelines:

@@ -1,0 +1,68 @@
+"""Real servers for integration tests: tritonserver from the nvidia-pytriton wheel and the gateway under uvicorn."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.tritonserver import TritonServer
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    with TritonServer(tmp_path_factory.mktemp("triton")) as server:
+        yield server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GatewayThread:
+    """The gateway app under a real uvicorn server in a background thread, on a free port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> GatewayThread:
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the gateway did not start")
+            self.thread.join(0.05)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def gateway(settings: Settings, triton: TritonServer) -> Iterator[GatewayThread]:
+    with GatewayThread(settings.model_copy(update={"triton_url": triton.grpc_url})) as running:
+        yield running
+
+
+@pytest.fixture
+def own_triton(tmp_path: Path) -> Iterator[TritonServer]:
+    """A Triton of the test's own, for tests that kill it."""
+    server = TritonServer(tmp_path / "own-triton")
+    server.start()
+    yield server
+    server.stop()

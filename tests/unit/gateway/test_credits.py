@@ -1,0 +1,119 @@
+import asyncio
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from gateway.auth import create_account_key
+from gateway.credits import capture_hold, charge, get_balance, grant_credits, hold_credits, release_hold
+from gateway.db import CreditEntry, create_engine, create_sessionmaker
+from gateway.errors import InsufficientCredits
+from gateway.settings import Settings
+
+
+@pytest.fixture
+async def sessions(settings: Settings):
+    engine = create_engine(settings.database_url)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def new_account(sessions, credits: int) -> int:
+    async with sessions.begin() as session:
+        account_id = (await create_account_key(session, f"acct-{credits}-{id(session)}")).account_id
+        await grant_credits(session, account_id, credits)
+    return account_id
+
+
+async def balance_of(sessions, account_id: int):
+    async with sessions() as session:
+        return await get_balance(session, account_id)
+
+
+async def test_hold_then_capture_charges_once(sessions) -> None:
+    account = await new_account(sessions, 10)
+    async with sessions.begin() as session:
+        hold = await hold_credits(session, account, 4, operation="test")
+    assert (await balance_of(sessions, account)).available == 6
+    assert (await balance_of(sessions, account)).held == 4
+    async with sessions.begin() as session:
+        await capture_hold(session, hold)
+    final = await balance_of(sessions, account)
+    assert (final.balance, final.held, final.available) == (6, 0, 6)
+
+
+async def test_release_gives_everything_back(sessions) -> None:
+    account = await new_account(sessions, 10)
+    async with sessions.begin() as session:
+        hold = await hold_credits(session, account, 10, operation="test")
+        await release_hold(session, hold)
+    final = await balance_of(sessions, account)
+    assert (final.balance, final.held, final.available) == (10, 0, 10)
+
+
+async def test_hold_beyond_available_is_refused_and_writes_nothing(sessions) -> None:
+    account = await new_account(sessions, 3)
+    with pytest.raises(InsufficientCredits, match="costs 5 and 3 are available"):
+        async with sessions.begin() as session:
+            await hold_credits(session, account, 5, operation="test")
+    async with sessions() as session:
+        kinds = (await session.execute(select(CreditEntry.kind).where(CreditEntry.account_id == account))).scalars()
+        assert list(kinds) == ["grant"]
+
+
+async def test_a_hold_cannot_be_settled_twice(sessions) -> None:
+    account = await new_account(sessions, 10)
+    async with sessions.begin() as session:
+        hold = await hold_credits(session, account, 5, operation="test")
+        await capture_hold(session, hold)
+    with pytest.raises(IntegrityError):
+        async with sessions.begin() as session:
+            await release_hold(session, hold)
+    assert (await balance_of(sessions, account)).available == 5
+
+
+async def test_charge_captures_on_success_and_releases_on_failure(sessions) -> None:
+    account = await new_account(sessions, 10)
+    async with charge(sessions, account, 3, operation="test"):
+        pass
+    with pytest.raises(RuntimeError):
+        async with charge(sessions, account, 3, operation="test"):
+            raise RuntimeError("inference failed")
+    final = await balance_of(sessions, account)
+    assert (final.balance, final.held) == (7, 0)
+
+
+async def test_charge_releases_when_cancelled(sessions) -> None:
+    account = await new_account(sessions, 10)
+    entered = asyncio.Event()
+
+    async def slow_request() -> None:
+        async with charge(sessions, account, 4, operation="test"):
+            entered.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(slow_request())
+    await entered.wait()
+    assert (await balance_of(sessions, account)).held == 4
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    final = await balance_of(sessions, account)
+    assert (final.balance, final.held) == (10, 0)
+
+
+async def test_concurrent_holds_never_overdraw(sessions) -> None:
+    account = await new_account(sessions, 50)
+
+    async def try_hold() -> bool:
+        try:
+            async with sessions.begin() as session:
+                await hold_credits(session, account, 5, operation="test")
+        except InsufficientCredits:
+            return False
+        return True
+
+    results = await asyncio.gather(*(try_hold() for _ in range(40)))
+    assert sum(results) == 10
+    final = await balance_of(sessions, account)
+    assert (final.available, final.held) == (0, 50)

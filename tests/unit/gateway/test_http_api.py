@@ -1,0 +1,227 @@
+"""The HTTP API over the real gateway app, with the pipelines run in-process (no Triton): contract shapes, error
+codes, and that every failure leaves the balance untouched."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from PIL import Image
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from replate.errors import Unavailable
+from tests.conftest import data_url
+from tests.fakes import InProcessPipelines
+
+
+@pytest.fixture
+async def pipelines() -> InProcessPipelines:
+    return InProcessPipelines()
+
+
+@asynccontextmanager
+async def running_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replate.test") as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+async def client(settings: Settings, pipelines: InProcessPipelines) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_client(create_app(settings, pipelines=pipelines)) as client:
+        yield client
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def available(client: httpx.AsyncClient, key: str) -> int:
+    response = await client.get("/v1/credits", headers=auth(key))
+    assert response.status_code == 200
+    return response.json()["available"]
+
+
+async def test_replace_background_returns_a_stored_output_and_charges_5(client, make_key, studio_png) -> None:
+    key = await make_key(100)
+    body = {"image_url": data_url(studio_png), "scene_prompt": "modern kitchen counter with morning light", "seed": 7}
+    response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert response.headers["x-credits-charged"] == "5"
+    assert response.headers["x-remaining-credits"] == "95"
+    assert (result["width"], result["height"], result["seed"], result["credits_charged"]) == (320, 240, 7, 5)
+    assert result["engines"] == {"matting": "studio", "scene": "studio"}
+    assert result["output_url"].startswith("http://replate.test/v1/outputs/")
+    output = await client.get(result["output_url"])  # no API key needed
+    assert output.status_code == 200 and output.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(output.content)).size == (320, 240)
+
+
+async def test_num_outputs_is_charged_per_output_and_base64_stores_nothing(
+    client, make_key, studio_png, settings
+) -> None:
+    key = await make_key(100)
+    body = {
+        "image_url": data_url(studio_png),
+        "bg_color": "#102030",
+        "num_outputs": 3,
+        "return_base64": True,
+        "output_format": "jpeg",
+    }
+    response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == 200, response.text
+    outputs = response.json()["outputs"]
+    assert len(outputs) == 3 and all(url.startswith("data:image/jpeg;base64,") for url in outputs)
+    assert response.headers["x-credits-charged"] == "15"
+    assert await available(client, key) == 85
+    assert not any(settings.outputs_dir.iterdir())
+
+
+async def test_remove_background_rgba_and_alpha(client, make_key, studio_png) -> None:
+    key = await make_key(10)
+    rgba = await client.post("/v1/remove-background", json={"image": data_url(studio_png)}, headers=auth(key))
+    assert rgba.status_code == 200, rgba.text
+    assert rgba.headers["content-type"] == "image/png" and rgba.headers["x-credits-charged"] == "1"
+    assert Image.open(io.BytesIO(rgba.content)).mode == "RGBA"
+    body = {"image": base64.b64encode(studio_png).decode(), "channels": "alpha", "return_base64": True}
+    alpha = await client.post("/v1/remove-background", json=body, headers=auth(key))
+    assert alpha.status_code == 200, alpha.text
+    payload = alpha.json()
+    matte = Image.open(io.BytesIO(base64.b64decode(payload["image"].split(",", 1)[1])))
+    assert matte.mode == "L" and (payload["width"], payload["height"]) == (320, 240)
+    assert alpha.headers["x-remaining-credits"] == "8"
+
+
+@pytest.mark.parametrize(
+    ("image_url", "status", "code"),
+    [
+        ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB", 422, "image_corrupt"),  # truncated PNG
+        (data_url(b"just some text, not an image"), 415, "image_format_unsupported"),
+        (data_url(b"BM" + b"\0" * 64, "image/bmp"), 415, "image_format_unsupported"),
+        ("data:image/png;base64,@@@not-base64@@@", 422, "invalid_request"),
+        ("https://example.com/photo.jpg", 422, "url_fetch_failed"),
+    ],
+)
+async def test_bad_images_are_refused_and_cost_nothing(client, make_key, image_url, status, code) -> None:
+    key = await make_key(20)
+    body = {"image_url": image_url, "bg_color": "#ffffff"}
+    response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert response.headers["x-remaining-credits"] == "20"
+    assert "x-credits-charged" not in response.headers
+
+
+async def test_corrupt_pixel_data_found_only_at_decode_costs_nothing(client, make_key, studio_jpeg, pipelines) -> None:
+    key = await make_key(20)
+    truncated = studio_jpeg[: len(studio_jpeg) // 2]  # the header is intact, so the gateway's sniff passes
+    body = {"image_url": data_url(truncated, "image/jpeg"), "bg_color": "#ffffff"}
+    response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == 422 and response.json()["error"]["code"] == "image_corrupt"
+    assert pipelines.calls == ["replace_background"]
+    assert response.headers["x-remaining-credits"] == "20"
+    assert (await client.get("/v1/credits", headers=auth(key))).json()["held"] == 0
+
+
+async def test_oversized_images_are_413_before_any_work(settings, make_key, pipelines) -> None:
+    small = settings.model_copy(update={"max_image_megapixels": 0.01})
+    app = create_app(small, pipelines=pipelines)
+    big = io.BytesIO()
+    Image.fromarray(np.zeros((200, 200, 3), np.uint8)).save(big, "PNG")
+    key = await make_key(20)
+    async with running_client(app) as client:
+        body = {"image_url": data_url(big.getvalue()), "bg_color": "#ffffff"}
+        response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == 413 and response.json()["error"]["code"] == "image_too_large"
+    assert response.headers["x-remaining-credits"] == "20"
+    assert pipelines.calls == []
+
+
+async def test_subject_not_found_costs_nothing(client, make_key) -> None:
+    key = await make_key(20)
+    blank = io.BytesIO()
+    Image.new("RGB", (200, 150), (240, 240, 240)).save(blank, "PNG")
+    body = {"image_url": data_url(blank.getvalue()), "bg_color": "#000000"}
+    response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == 422 and response.json()["error"]["code"] == "subject_not_found"
+    assert response.headers["x-remaining-credits"] == "20"
+
+
+async def test_unavailable_triton_is_503_with_retry_after_and_costs_nothing(
+    client, make_key, studio_png, pipelines
+) -> None:
+    pipelines.fail_with = Unavailable("the inference server is unavailable; try again shortly")
+    key = await make_key(20)
+    body = {"image_url": data_url(studio_png), "bg_color": "#ffffff"}
+    response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert response.json()["error"]["code"] == "unavailable"
+    assert response.headers["x-remaining-credits"] == "20"
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"] == {"triton": False, "database": True}
+
+
+async def test_insufficient_credits_is_406_and_runs_nothing(client, make_key, studio_png, pipelines) -> None:
+    key = await make_key(4)
+    body = {"image_url": data_url(studio_png), "bg_color": "#ffffff"}
+    response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == 406 and response.json()["error"]["code"] == "insufficient_credits"
+    assert response.headers["x-remaining-credits"] == "4"
+    assert pipelines.calls == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "field"),
+    [
+        ({"bg_color": "#fff", "scene_prompt": "beach"}, "conflicting_scene_sources", "bg_color"),
+        ({"bg_color": None}, "invalid_request", "scene_prompt"),
+        ({"num_outputs": 5}, "invalid_request", "num_outputs"),
+        ({"output_format": "gif"}, "invalid_request", "output_format"),
+        ({"seed": -1}, "invalid_request", "seed"),
+        ({"sceneprompt": "typo"}, "invalid_request", "sceneprompt"),
+    ],
+)
+async def test_invalid_requests_name_the_field_and_cost_nothing(
+    client, make_key, studio_png, changes, code, field
+) -> None:
+    key = await make_key(20)
+    body = {"image_url": data_url(studio_png), "bg_color": "#ffffff", **changes}
+    response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and field in error["message"]
+    assert response.headers["x-remaining-credits"] == "20"
+
+
+async def test_authentication(client, make_key) -> None:
+    key = await make_key(3)
+    assert (await client.get("/v1/credits")).json()["error"]["code"] == "unauthorized"
+    assert (await client.get("/v1/credits", headers={"Authorization": "Bearer nope"})).status_code == 401
+    by_header = await client.get("/v1/credits", headers={"x-api-key": key})
+    assert by_header.json() == {"balance": 3, "held": 0, "available": 3}
+    assert by_header.headers["x-remaining-credits"] == "3"
+
+
+async def test_request_id_is_echoed_and_system_endpoints_answer(client) -> None:
+    response = await client.get("/healthz", headers={"x-request-id": "client-chosen-id-1"})
+    assert response.headers["x-request-id"] == "client-chosen-id-1"
+    assert len((await client.get("/healthz")).headers["x-request-id"]) == 32
+    assert (await client.get("/readyz")).json()["checks"] == {"triton": True, "database": True}
+    assert "replate_http_requests_total" in (await client.get("/metrics")).text
+    spec = (await client.get("/openapi.json")).json()
+    assert {"/v1/image/replace-background", "/v1/remove-background", "/v1/credits"} <= set(spec["paths"])
+
+
+async def test_unknown_output_is_404(client) -> None:
+    response = await client.get("/v1/outputs/" + "a" * 43 + ".png")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
