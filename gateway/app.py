@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 
 from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.credits import get_balance
-from gateway.db import create_engine, create_sessionmaker
+from gateway.credits import get_balance, release_stale_holds
+from gateway.db import create_engine, create_sessionmaker, utcnow
 from gateway.deps import Services
 from gateway.errors import install_error_handlers
 from gateway.metrics import Metrics
@@ -23,6 +26,8 @@ from gateway.storage import LocalStorage
 from gateway.triton import Pipelines, TritonPipelines
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+STALE_HOLD_SWEEP_S = 60.0
+log = logging.getLogger("replate.gateway")
 
 
 def create_app(settings: Settings | None = None, pipelines: Pipelines | None = None) -> FastAPI:
@@ -41,9 +46,13 @@ def create_app(settings: Settings | None = None, pipelines: Pipelines | None = N
             storage=LocalStorage(settings.outputs_dir),
             metrics=Metrics.create(),
         )
+        sweeper = asyncio.create_task(_sweep_stale_holds(app.state.services))
         try:
             yield
         finally:
+            sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await sweeper
             await triton.close()
             await engine.dispose()
 
@@ -58,6 +67,20 @@ def create_app(settings: Settings | None = None, pipelines: Pipelines | None = N
     app.include_router(system)
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+async def _sweep_stale_holds(services: Services) -> None:
+    """Release holds left by a gateway that died mid-request, at start and then every minute."""
+    max_age = timedelta(seconds=services.settings.triton_timeout_s + STALE_HOLD_SWEEP_S)
+    while True:
+        try:
+            async with services.sessions.begin() as session:
+                released = await release_stale_holds(session, utcnow() - max_age)
+            if released:
+                log.warning("released %d stale credit hold(s)", released)
+        except Exception:  # the sweeper must outlive a database hiccup; it retries on the next round
+            log.exception("stale-hold sweep failed")
+        await asyncio.sleep(STALE_HOLD_SWEEP_S)
 
 
 class RequestContextMiddleware:

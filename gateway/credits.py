@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import anyio
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from gateway.db import Account, CreditEntry
 from gateway.errors import InsufficientCredits
@@ -112,3 +114,19 @@ async def charge(
         raise
     async with sessions.begin() as session:
         await capture_hold(session, hold)
+
+
+async def release_stale_holds(session: AsyncSession, created_before: datetime) -> int:
+    """Release holds that nobody settled: their gateway died between hold and capture/release. Only holds older
+    than any request can live (the Triton deadline plus a margin) are touched, so no live request loses its hold."""
+    settlement = aliased(CreditEntry)
+    stale = (
+        await session.execute(
+            select(CreditEntry.id, CreditEntry.account_id, CreditEntry.amount)
+            .outerjoin(settlement, settlement.hold_id == CreditEntry.id)
+            .where(CreditEntry.kind == "hold", CreditEntry.created_at < created_before, settlement.id.is_(None))
+        )
+    ).all()
+    for hold_id, account_id, amount in stale:
+        await release_hold(session, Hold(id=hold_id, account_id=account_id, amount=amount))
+    return len(stale)

@@ -16,6 +16,7 @@ models send them as the prefix of their error messages (`image_corrupt: ...`, se
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 
@@ -81,11 +82,14 @@ def format_error(error: ReplateError) -> str:
     return f"{error.code}: {error.message}"
 
 
+_CODE_PREFIX = re.compile(r"\b([a-z][a-z_]*): ")
+
+
 def parse_error(text: str) -> ReplateError:
-    """Rebuild a coded error from a `code: message` text; anything else becomes an `internal` error."""
-    code, sep, message = text.partition(": ")
-    if sep and code.isidentifier() and code.islower():
-        cls = error_class_for(code)
-        if cls.code == code:
-            return cls(message)
+    """Rebuild a coded error from a `code: message` text, also when Triton put a prefix before it; anything else
+    becomes an `internal` error carrying the whole text."""
+    for match in _CODE_PREFIX.finditer(text):
+        cls = error_class_for(match.group(1))
+        if cls is not ReplateError:
+            return cls(text[match.end() :])
     return ReplateError(text)

@@ -16,12 +16,6 @@ import triton_python_backend_utils as pb_utils
 from replate.errors import InvalidRequest, ReplateError, format_error, parse_error
 from replate.matting import Matte
 
-_TRITON_CODES = {
-    "internal": pb_utils.TritonError.INTERNAL,
-    "unavailable": pb_utils.TritonError.UNAVAILABLE,
-}
-
-
 def answer_each(requests: list[Any], handle: Callable[[Any], list[Any]]) -> list[Any]:
     """One response per request; a coded failure answers only the request that caused it."""
     responses = []
@@ -29,9 +23,15 @@ def answer_each(requests: list[Any], handle: Callable[[Any], list[Any]]) -> list
         try:
             responses.append(pb_utils.InferenceResponse(output_tensors=handle(request)))
         except ReplateError as error:
-            code = _TRITON_CODES.get(error.code, pb_utils.TritonError.INVALID_ARG)
+            code = _triton_code(error)
             responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(format_error(error), code)))
     return responses
+
+
+def _triton_code(error: ReplateError) -> int:
+    # pb_utils.TritonError is attached by the stub at run time, not at import: look it up here.
+    codes = {"internal": pb_utils.TritonError.INTERNAL, "unavailable": pb_utils.TritonError.UNAVAILABLE}
+    return codes.get(error.code, pb_utils.TritonError.INVALID_ARG)
 
 
 def input_bytes(request: Any, name: str) -> bytes | None:
@@ -73,8 +73,10 @@ def matte_from_model(model_name: str) -> Callable[[np.ndarray], Matte]:
         response = request.exec()
         if response.has_error():
             raise parse_error(response.error().message())
-        output = {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy()[0] for name in
-                  ("ALPHA", "FOREGROUND", "SHADING", "INFO")}
+        output = {
+            name: pb_utils.get_output_tensor_by_name(response, name).as_numpy()[0]
+            for name in ("ALPHA", "FOREGROUND", "SHADING", "INFO")
+        }
         info = json.loads(bytes(output["INFO"].reshape(-1)[0]))
         return Matte(
             alpha=output["ALPHA"],

@@ -1,12 +1,21 @@
 import asyncio
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.auth import create_account_key
-from gateway.credits import capture_hold, charge, get_balance, grant_credits, hold_credits, release_hold
-from gateway.db import CreditEntry, create_engine, create_sessionmaker
+from gateway.credits import (
+    capture_hold,
+    charge,
+    get_balance,
+    grant_credits,
+    hold_credits,
+    release_hold,
+    release_stale_holds,
+)
+from gateway.db import CreditEntry, create_engine, create_sessionmaker, utcnow
 from gateway.errors import InsufficientCredits
 from gateway.settings import Settings
 
@@ -117,3 +126,20 @@ async def test_concurrent_holds_never_overdraw(sessions) -> None:
     assert sum(results) == 10
     final = await balance_of(sessions, account)
     assert (final.available, final.held) == (0, 50)
+
+
+async def test_stale_holds_are_released_and_fresh_ones_kept(sessions) -> None:
+    account = await new_account(sessions, 30)
+    async with sessions.begin() as session:
+        abandoned = await hold_credits(session, account, 10, operation="test")
+        settled = await hold_credits(session, account, 5, operation="test")
+        await capture_hold(session, settled)
+        (await session.get(CreditEntry, abandoned.id)).created_at = utcnow() - timedelta(hours=1)
+        (await session.get(CreditEntry, settled.id)).created_at = utcnow() - timedelta(hours=1)
+        await hold_credits(session, account, 7, operation="test")  # a live request's hold
+    async with sessions.begin() as session:
+        assert await release_stale_holds(session, utcnow() - timedelta(minutes=10)) == 1
+    async with sessions.begin() as session:
+        assert await release_stale_holds(session, utcnow() - timedelta(minutes=10)) == 0
+    final = await balance_of(sessions, account)
+    assert (final.balance, final.held, final.available) == (25, 7, 18)

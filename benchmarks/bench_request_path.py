@@ -1,0 +1,114 @@
+"""Request-path benchmark: real tritonserver + gateway (uvicorn) on this machine, ~1.05 MP studio shot.
+
+Prints p50/p95 of: replace-background through the gateway (HTTP), the same pipeline called on Triton directly
+(gRPC), the `matting` model alone on Triton, and the gateway's overhead (gateway p50 - direct Triton p50).
+Run from the repository root: `python benchmarks/bench_request_path.py [--requests 20] [--concurrency 1]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+
+from gateway.admin import create_key
+from gateway.migrate import upgrade_database
+from gateway.settings import Settings
+from gateway.triton import TritonPipelines
+from gateway.tritonserver import TritonServer
+from replate.imageio import encode_image
+from tests.integration.conftest import GatewayThread
+from tests.synthetic import make_studio_shot
+
+PARAMS = {"scene_prompt": "modern kitchen counter with morning light", "seed": 1, "output_format": "png"}
+
+
+async def measure(label: str, call: Callable[[], Awaitable[object]], requests: int, concurrency: int) -> float:
+    await call()  # warm-up: first-call costs are not steady state
+    latencies: list[float] = []
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            started = time.perf_counter()
+            await call()
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    shares = [requests // concurrency + (i < requests % concurrency) for i in range(concurrency)]
+    await asyncio.gather(*(worker(n) for n in shares))
+    wall_s = time.perf_counter() - started
+    p50 = statistics.median(latencies)
+    p95 = float(np.percentile(latencies, 95))
+    print(f"{label:<44} p50 {p50:8.1f} ms   p95 {p95:8.1f} ms   {requests / wall_s:6.2f} req/s")
+    return p50
+
+
+async def run(args: argparse.Namespace, triton: TritonServer, data_dir: Path) -> None:
+    rgb, _ = make_studio_shot(1250, 840, seed=1)
+    jpeg = encode_image(rgb, "jpeg")
+    settings = Settings(data_dir=data_dir, triton_url=triton.grpc_url)
+    upgrade_database(settings.database_url)
+    key = await create_key(settings, "bench", 10**9)
+    body = {"image_url": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode(), **PARAMS}
+    print(
+        f"input: {rgb.shape[1]}x{rgb.shape[0]} ({rgb.shape[0] * rgb.shape[1] / 1e6:.2f} MP) JPEG, {len(jpeg)} B;"
+        f" {args.requests} requests, concurrency {args.concurrency}"
+    )
+
+    pipelines = TritonPipelines(triton.grpc_url, timeout_s=300)
+    matting = grpcclient.InferenceServerClient(triton.grpc_url)
+    matting_input = grpcclient.InferInput("IMAGE", [1, *rgb.shape], "UINT8")
+    matting_input.set_data_from_numpy(rgb[np.newaxis])
+    with GatewayThread(settings) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=300) as client:
+
+            async def through_gateway() -> None:
+                response = await client.post(
+                    "/v1/image/replace-background", json=body, headers={"Authorization": f"Bearer {key}"}
+                )
+                response.raise_for_status()
+
+            gateway_p50 = await measure(
+                "replace-background via gateway (HTTP)", through_gateway, args.requests, args.concurrency
+            )
+    params = {**PARAMS, "max_megapixels": 25.0, "max_bytes": 20 * 1024 * 1024}
+    direct_p50 = await measure(
+        "replace_background on Triton directly (gRPC)",
+        lambda: pipelines.run("replace_background", jpeg, params),
+        args.requests,
+        args.concurrency,
+    )
+    await measure(
+        "matting model alone on Triton (gRPC)",
+        lambda: matting.infer("matting", [matting_input]),
+        args.requests,
+        args.concurrency,
+    )
+    print(f"{'gateway overhead (gateway p50 - Triton p50)':<44} {gateway_p50 - direct_p50:8.1f} ms")
+    stats = await matting.get_inference_statistics("matting", as_json=True)
+    model = stats["model_stats"][0]
+    print("matting executions / inferences:", model.get("execution_count"), "/", model.get("inference_count"))
+    await matting.close()
+    await pipelines.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, TritonServer(Path(tmp) / "triton") as triton:
+        asyncio.run(run(args, triton, Path(tmp) / "data"))
+
+
+if __name__ == "__main__":
+    main()
