@@ -16,6 +16,7 @@ import triton_python_backend_utils as pb_utils
 from replate.errors import InvalidRequest, ReplateError, format_error, parse_error
 from replate.matting import Matte
 
+
 def answer_each(requests: list[Any], handle: Callable[[Any], list[Any]]) -> list[Any]:
     """One response per request; a coded failure answers only the request that caused it."""
     responses = []

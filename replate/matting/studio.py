@@ -1,0 +1,379 @@
+"""Classical matting for subjects on plain or gradient studio backdrops (product sweeps, seamless paper).
+
+Method, and why each step is there:
+
+1. Backdrop model. A full cubic surface in (x, y) per channel is fitted robustly (iterative outlier trimming) to
+   the image border on a ~320 px thumbnail, so the parts of the border the subject covers (a product on the bottom
+   edge, a person cut at the shoulders) drop out. A cubic follows more of the S-shaped wall-to-floor curve of a
+   sweep than a quadratic and is still fully determined by the border alone. The model is then refitted, a few
+   rounds, on every thumbnail pixel it explains as well as the border, so it is anchored inside the frame too.
+   The noise level is the robust spread of the border residuals at full resolution. A border that no smooth
+   surface explains raises SubjectNotFound.
+2. Segmentation at full resolution on a 3x3-averaged image. A pixel is backdrop-like when it is within noise of the
+   model, or when it is a darkened copy of it (same chromaticity, lower brightness: a cast shadow; slightly brighter
+   is allowed too, for when a shadow along the whole bottom border has been learnt by the model). Shadow-like
+   pixels only count where no sharp luminance edge is crossed, and a backdrop region must touch the border or be a
+   large enclosed hole that matches the backdrop (a mug handle); so a soft shadow joins the backdrop while the grey
+   flank of a product, walled in by its silhouette edge, stays subject. Small specks are dropped.
+3. Trimap: the subject eroded is definite foreground, the backdrop eroded definite backdrop, the rest a band a few
+   pixels wide. Large semi-transparent areas (a glass body) are not recovered: away from the outline the subject is
+   treated as opaque, which keeps textured and highlighted products solid.
+4. Alpha in the band from the compositing equation I = aF + (1 - a)B with both F and B local: F is spread from
+   nearby definite-foreground colours, B from nearby definite-backdrop colours (so a contact shadow or vignette is
+   part of B), by normalised box blurs at reduced resolution. a = (I - B).(F - B) / |F - B|^2. Where |F - B| is too
+   small to trust, or no opaque core is near (a string thinner than the band), a guided-filtered trimap (guided by
+   the image) is used instead. The equation's alpha is not guided-filtered afterwards: on the synthetic shots in
+   the tests that softened 1-px anti-aliased outlines (outline error 0.25 instead of 0.03). Definite regions are
+   exactly 0 and 255, and estimates within 2 % of either end snap to it.
+5. Foreground colours F = B + (I - B) / a in the band (blended towards the spread F for very low a, where the
+   division amplifies noise); exactly the input where alpha is 255.
+6. Shading: the local backdrop B over the clean model, as luminance ratio, with a dead zone of the noise and model
+   error, so only real cast shadows come through.
+
+Known limits: a subject that looks like a darker copy of the backdrop behind soft edges (a pale grey box with a
+blurred outline) is taken for a shadow; a white label on a white product can open as a hole if it is large and
+matches the backdrop within noise; broad translucent parts come out opaque.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from replate.errors import InvalidRequest, SubjectNotFound
+from replate.matting._matte import Matte
+
+__all__ = ["StudioMatting"]
+
+_FIT_LONG_SIDE_PX = 320
+_MIN_SIDE_PX = 32
+_MIN_BORDER_INLIER_FRACTION = 0.35
+_MAX_NOISE_LEVELS = 6.0  # std of the 3x3-averaged image around the backdrop model, 8-bit levels
+_MIN_NOISE_LEVELS = 0.5
+_BACKDROP_DISTANCE = 5.0  # in noise units; |residual| / sigma is chi(3)-distributed, P(> 5) ~ 1e-5
+_SHADOW_MIN_SCALE = 0.25
+# Brighter-than-model backdrop is accepted too: when a shadow covers the whole bottom border, the model learns it,
+# and the unshadowed backdrop above comes out brighter than the model.
+_SHADOW_MAX_SCALE = 1.25
+_SHADOW_CHROMA_TOLERANCE = 0.03  # of the backdrop brightness: shadows are lit by a slightly different colour
+_EDGE_MIN_LEVELS_PER_PX = 8.0
+_MIN_SUBJECT_FRACTION = 0.002
+_MIN_BACKDROP_FRACTION = 0.02
+_MIN_HOLE_FRACTION = 0.0005
+_MIN_SPECK_FRACTION = 2e-5
+_MIN_CONTRAST_LEVELS = 20.0  # |F - B| below this gives no usable alpha from the compositing equation
+_SNAP = 0.02
+_RIDGE = 1e-5
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class _Backdrop:
+    rgb: np.ndarray  # float32 (H, W, 3), clean modelled backdrop in [0, 255]
+    noise: float  # std of the 3x3-averaged image around the model, 8-bit levels
+
+
+@dataclass(frozen=True)
+class _Trimap:
+    subject: np.ndarray  # bool (H, W)
+    foreground: np.ndarray  # bool (H, W), definite subject
+    backdrop: np.ndarray  # bool (H, W), definite backdrop
+    band_px: int
+
+
+class StudioMatting:
+    """Matting engine for plain or gradient studio backdrops; see the module docstring for the method."""
+
+    name = "studio"
+
+    def estimate(self, image: np.ndarray) -> Matte:
+        """image: uint8 (H, W, 3) RGB. Returns a Matte of the same size; raises SubjectNotFound."""
+        _check_image(image)
+        timings: dict[str, float] = {}
+        clock = _Clock(timings)
+        pixels = image.astype(np.float32)
+        smooth = cv2.blur(pixels, (3, 3))
+        backdrop = _fit_backdrop(smooth)
+        clock.lap("backdrop")
+        trimap = _segment(smooth, backdrop)
+        clock.lap("segment")
+        scale = 2 if max(image.shape[:2]) > 800 else 1
+        fg_colors = _spread(pixels, trimap.foreground, None, trimap.band_px, scale)
+        bg_colors = _spread(pixels, trimap.backdrop, backdrop.rgb, 2 * trimap.band_px, scale)
+        clock.lap("spread")
+        alpha = _estimate_alpha(image, pixels, fg_colors, bg_colors, trimap, backdrop.noise)
+        clock.lap("alpha")
+        foreground = _recover_foreground(image, pixels, alpha, fg_colors, bg_colors)
+        clock.lap("foreground")
+        shading = _estimate_shading(bg_colors, backdrop)
+        clock.lap("shading")
+        timings["total"] = sum(timings.values())
+        return Matte(alpha=alpha, foreground=foreground, shading=shading, engine=self.name, timings_ms=timings)
+
+
+class _Clock:
+    def __init__(self, timings: dict[str, float]) -> None:
+        self._timings = timings
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self._timings[step] = (now - self._last) * 1000.0
+        self._last = now
+
+
+def _check_image(image: np.ndarray) -> None:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    if min(image.shape[:2]) < _MIN_SIDE_PX:
+        height, width = image.shape[:2]
+        raise InvalidRequest(f"image is {width}x{height}: both sides must be at least {_MIN_SIDE_PX} px for matting")
+
+
+# ---------------------------------------------------------------- 1. backdrop model
+
+
+def _fit_backdrop(smooth: np.ndarray) -> _Backdrop:
+    """smooth: float32 (H, W, 3) in [0, 255], 3x3-averaged image."""
+    height, width = smooth.shape[:2]
+    factor = min(1.0, _FIT_LONG_SIDE_PX / max(height, width))
+    thumb = cv2.resize(smooth, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA) if factor < 1 else smooth
+    basis = _basis_grid(*thumb.shape[:2])
+    colors = thumb.reshape(-1, 3)
+    border = _border_mask(*thumb.shape[:2]).ravel()
+    coefficients, inliers, threshold = _fit_robust(basis[border], colors[border])
+    if inliers.mean() < _MIN_BORDER_INLIER_FRACTION:
+        raise SubjectNotFound(
+            f"only {inliers.mean():.0%} of the image border fits a smooth backdrop: the backdrop is not plain enough "
+            "for the studio matte; photograph the subject on a plain or gradient backdrop with space around it"
+        )
+    coefficients = _refit_on_backdrop(basis, colors, coefficients, threshold)
+    model = (basis @ coefficients).reshape(*thumb.shape[:2], 3).astype(np.float32)
+    model_full = cv2.resize(model, (width, height), interpolation=cv2.INTER_LINEAR) if factor < 1 else model
+    noise = _border_noise(smooth, model_full)
+    if noise > _MAX_NOISE_LEVELS:
+        raise SubjectNotFound(
+            f"the backdrop is not plain enough for the studio matte (border varies by {noise:.1f} levels around a "
+            f"smooth surface, the limit is {_MAX_NOISE_LEVELS:g}): use a plain or gradient studio backdrop"
+        )
+    return _Backdrop(rgb=model_full, noise=max(noise, _MIN_NOISE_LEVELS))
+
+
+def _basis_grid(height: int, width: int) -> np.ndarray:
+    """float64 (H*W, 10): the full cubic in x, y over pixel centres mapped to [-1, 1]."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    x = (x + 0.5) / width * 2 - 1
+    y = (y + 0.5) / height * 2 - 1
+    x, y = x.ravel(), y.ravel()
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y, x**3, x * x * y, x * y * y, y**3], axis=1)
+
+
+def _border_mask(height: int, width: int) -> np.ndarray:
+    ring = max(3, round(0.03 * min(height, width)))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[:ring], mask[-ring:], mask[:, :ring], mask[:, -ring:] = True, True, True, True
+    return mask
+
+
+def _fit_robust(basis: np.ndarray, colors: np.ndarray, rounds: int = 6) -> tuple[np.ndarray, np.ndarray, float]:
+    """(coefficients, inliers, inlier threshold in levels): least squares with iterative trimming, started from
+    the median colour so that a border partly covered by the subject does not pull the first fit."""
+    prediction = np.broadcast_to(np.median(colors, axis=0), colors.shape)
+    inliers = np.ones(len(colors), dtype=bool)
+    coefficients = np.zeros((basis.shape[1], 3))
+    threshold = np.inf
+    for _ in range(rounds):
+        residual = np.linalg.norm(colors - prediction, axis=1)
+        threshold = 3.0 * float(np.median(residual[inliers])) + 3.0
+        inliers = residual < threshold
+        if inliers.sum() < 4 * basis.shape[1]:
+            break
+        coefficients = _least_squares(basis[inliers], colors[inliers])
+        prediction = basis @ coefficients
+    return coefficients, inliers, threshold
+
+
+def _least_squares(basis: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    # A whisper of ridge keeps the cubic terms tame when the subject hides a stretch of border.
+    ridge = _RIDGE * len(basis) * np.diag([0.0] + [1.0] * (basis.shape[1] - 1))
+    return np.linalg.solve(basis.T @ basis + ridge, basis.T @ colors)
+
+
+def _refit_on_backdrop(basis: np.ndarray, colors: np.ndarray, coefficients: np.ndarray, threshold: float) -> np.ndarray:
+    """Refit on every pixel the model explains as well as it explains the border; a few rounds, so that backdrop
+    the border-only fit extrapolated poorly (far from the visible border) is taken in step by step."""
+    for _ in range(3):
+        backdrop_like = np.linalg.norm(colors - basis @ coefficients, axis=1) < threshold
+        if backdrop_like.sum() < 4 * basis.shape[1]:
+            break
+        coefficients = _least_squares(basis[backdrop_like], colors[backdrop_like])
+    return coefficients
+
+
+def _border_noise(smooth: np.ndarray, model: np.ndarray) -> float:
+    """Robust per-channel std of the border residual, combined over channels, in 8-bit levels."""
+    border = _border_mask(*smooth.shape[:2])
+    residual = (smooth - model)[border][::7]
+    inliers = np.linalg.norm(residual, axis=1) < 3.0 * np.median(np.linalg.norm(residual, axis=1)) + 3.0
+    kept = residual[inliers] if inliers.sum() > 100 else residual
+    deviation = 1.4826 * np.median(np.abs(kept - np.median(kept, axis=0)), axis=0)
+    return float(np.sqrt(np.mean(deviation**2)))
+
+
+# ---------------------------------------------------------------- 2.-3. segmentation and trimap
+
+
+def _segment(smooth: np.ndarray, backdrop: _Backdrop) -> _Trimap:
+    height, width = smooth.shape[:2]
+    area = height * width
+    candidate, plain, blocked = _backdrop_candidates(smooth, backdrop)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate.view(np.uint8), connectivity=4)
+    is_backdrop = np.zeros(count, dtype=bool)
+    border_labels = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    is_backdrop[np.unique(border_labels)] = True
+    plain_count = np.bincount(labels.ravel(), weights=plain.ravel(), minlength=count)
+    sizes = stats[:, cv2.CC_STAT_AREA]
+    is_backdrop |= (sizes >= _MIN_HOLE_FRACTION * area) & (plain_count >= 0.5 * sizes)
+    is_backdrop[0] = False  # label 0 is everything that is not a candidate
+    subject = ~is_backdrop[labels]
+    subject = _drop_specks(subject, max(16, round(_MIN_SPECK_FRACTION * area)))
+    subject_fraction = subject.mean()
+    if subject_fraction < _MIN_SUBJECT_FRACTION:
+        raise SubjectNotFound(
+            f"no subject found: only {subject_fraction:.2%} of the image differs from the backdrop; "
+            "make sure the subject is in frame and contrasts with the backdrop"
+        )
+    if subject_fraction > 1 - _MIN_BACKDROP_FRACTION:
+        raise SubjectNotFound("no backdrop found around the subject: leave some plain backdrop visible around it")
+    band = max(2, round(max(height, width) / 320))
+    # Shadow-coloured pixels held back only by an edge may be backdrop next to the outline: band, never core.
+    foreground = cv2.erode((subject & ~blocked).view(np.uint8), _disk(band)).view(bool)
+    backdrop_core = cv2.erode((~subject).view(np.uint8), _disk(max(1, band // 2))).view(bool)
+    return _Trimap(subject=subject, foreground=foreground, backdrop=backdrop_core, band_px=band)
+
+
+def _backdrop_candidates(smooth: np.ndarray, backdrop: _Backdrop) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(candidate, plain, blocked) bool (H, W): pixels that may be backdrop, those within noise of the model, and
+    shadow-coloured ones that are not candidates only because they sit on an edge."""
+    model, sigma = backdrop.rgb, backdrop.noise
+    difference = smooth - model
+    plain = np.einsum("ijk,ijk->ij", difference, difference) < (_BACKDROP_DISTANCE * sigma) ** 2
+    model_power = np.einsum("ijk,ijk->ij", model, model) + 1e-3
+    scale = np.einsum("ijk,ijk->ij", smooth, model) / model_power
+    chroma = smooth - scale[:, :, None] * model
+    chroma_error = np.sqrt(np.einsum("ijk,ijk->ij", chroma, chroma))
+    tolerance = _BACKDROP_DISTANCE * sigma + _SHADOW_CHROMA_TOLERANCE * scale * np.sqrt(model_power)
+    shadow_like = (scale > _SHADOW_MIN_SCALE) & (scale < _SHADOW_MAX_SCALE) & (chroma_error < tolerance)
+    blocked = shadow_like & _edges(smooth, sigma) & ~plain
+    return plain | (shadow_like & ~blocked), plain, blocked
+
+
+def _edges(smooth: np.ndarray, sigma: float) -> np.ndarray:
+    """bool (H, W): luminance steeper than a soft shadow can be, dilated by one pixel to close gaps."""
+    luminance = smooth @ _LUMA
+    gx = cv2.Sobel(luminance, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+    gy = cv2.Sobel(luminance, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+    threshold = max(_EDGE_MIN_LEVELS_PER_PX, 6.0 * sigma)
+    steep = (gx * gx + gy * gy) > threshold**2
+    return cv2.dilate(steep.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+
+
+def _drop_specks(subject: np.ndarray, min_area_px: int) -> np.ndarray:
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(subject.view(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area_px
+    keep[0] = False
+    return keep[labels]
+
+
+def _disk(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+# ---------------------------------------------------------------- 4.-6. alpha, colours, shading
+
+
+def _spread(pixels: np.ndarray, known: np.ndarray, prior: np.ndarray | None, radius: int, scale: int) -> np.ndarray:
+    """Colours of `known` pixels spread to their surroundings by a normalised blur.
+
+    pixels: float32 (H, W, 3); known: bool (H, W); prior: float32 (H, W, 3) used where nothing is known nearby
+    (None: NaN there). Works at 1/scale resolution. Returns float32 (H, W, 3) in [0, 255].
+    """
+    height, width = known.shape
+    weight = known.astype(np.float32)
+    weighted = pixels * weight[:, :, None]
+    if scale > 1:
+        size = (width // scale, height // scale)
+        weight = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
+        weighted = cv2.resize(weighted, size, interpolation=cv2.INTER_AREA)
+    box = (2 * max(1, radius // scale) + 1,) * 2
+    for _ in range(2):  # two box passes: a tent kernel, smooth and O(1) per pixel
+        weight = cv2.blur(weight, box)
+        weighted = cv2.blur(weighted, box)
+    if scale > 1:
+        weight = cv2.resize(weight, (width, height), interpolation=cv2.INTER_LINEAR)
+        weighted = cv2.resize(weighted, (width, height), interpolation=cv2.INTER_LINEAR)
+    if prior is None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(weight[:, :, None] > 1e-3, weighted / weight[:, :, None], np.nan).astype(np.float32)
+    epsilon = 1e-3  # the prior's weight: it only matters where no known pixel is within reach
+    return (weighted + epsilon * prior) / (weight[:, :, None] + epsilon)
+
+
+def _estimate_alpha(
+    image: np.ndarray,
+    pixels: np.ndarray,
+    fg_colors: np.ndarray,
+    bg_colors: np.ndarray,
+    trimap: _Trimap,
+    noise: float,
+) -> np.ndarray:
+    """uint8 (H, W): 255 on definite subject, 0 on definite backdrop, the compositing equation in the band."""
+    alpha = trimap.foreground.astype(np.float32)
+    band = ~trimap.foreground & ~trimap.backdrop
+    observed, fg, bg = pixels[band], fg_colors[band], bg_colors[band]
+    contrast = fg - bg
+    contrast_power = np.einsum("ij,ij->i", contrast, contrast)
+    reliable = np.isfinite(contrast_power) & (contrast_power > max(_MIN_CONTRAST_LEVELS, 8 * noise) ** 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        estimate = np.einsum("ij,ij->i", observed - bg, contrast) / contrast_power
+    alpha[band] = np.where(reliable, estimate, 0.5)
+    if not reliable.all():
+        coarse = _guided(image, np.where(trimap.subject, 1.0, 0.0).astype(np.float32), 2 * trimap.band_px, 1e-2)
+        alpha[band] = np.where(reliable, alpha[band], coarse[band])
+    alpha[alpha < _SNAP] = 0.0
+    alpha[alpha > 1.0 - _SNAP] = 1.0
+    return np.rint(np.clip(alpha, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _guided(image: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Guided filter of float32 (H, W) `source`, guided by uint8 image scaled to [0, 1]; eps in that scale."""
+    guide = image.astype(np.float32) / 255.0
+    return cv2.ximgproc.guidedFilter(guide, source, radius, eps)
+
+
+def _recover_foreground(
+    image: np.ndarray, pixels: np.ndarray, alpha: np.ndarray, fg_colors: np.ndarray, bg_colors: np.ndarray
+) -> np.ndarray:
+    """uint8 (H, W, 3): F = B + (I - B) / a where 0 < alpha < 255, the input elsewhere."""
+    foreground = image.copy()
+    partial = (alpha > 0) & (alpha < 255)
+    a = alpha[partial].astype(np.float32)[:, None] / 255.0
+    bg = bg_colors[partial]
+    unmixed = bg + (pixels[partial] - bg) / a
+    spread = fg_colors[partial]
+    spread = np.where(np.isfinite(spread), spread, unmixed)
+    trust = np.clip(a / 0.3, 0.0, 1.0)  # division by a small alpha amplifies noise: lean on the spread colour
+    foreground[partial] = np.rint(np.clip(trust * unmixed + (1 - trust) * spread, 0, 255)).astype(np.uint8)
+    return foreground
+
+
+def _estimate_shading(bg_colors: np.ndarray, backdrop: _Backdrop) -> np.ndarray:
+    """uint8 (H, W): local backdrop luminance over the clean model, 255 where no darkening beyond noise."""
+    model_luminance = np.maximum(backdrop.rgb @ _LUMA, 1.0)
+    ratio = (bg_colors @ _LUMA) / model_luminance
+    dead_zone = 0.02 + 3.0 * backdrop.noise / model_luminance  # noise plus a little model misfit
+    darkening = np.maximum(1.0 - ratio - dead_zone, 0.0)
+    return np.rint(np.clip(1.0 - darkening, 0.0, 1.0) * 255.0).astype(np.uint8)

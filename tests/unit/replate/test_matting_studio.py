@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from replate import matting
+from replate.errors import InvalidRequest, SubjectNotFound
+from replate.matting import ENGINES, Matte, StudioMatting, estimate_matte
+from tests.unit.replate.synthetic import StudioShot, render_studio_shot
+
+WIDTH, HEIGHT = 640, 430
+
+
+@pytest.fixture(scope="module")
+def shot() -> StudioShot:
+    return render_studio_shot(WIDTH, HEIGHT, seed=11)
+
+
+@pytest.fixture(scope="module")
+def matte(shot: StudioShot) -> Matte:
+    return estimate_matte(shot.rgb)
+
+
+def _distance_from_outline(alpha_true: np.ndarray, inside: bool) -> np.ndarray:
+    """float32 (H, W): px from the nearest pixel not fully inside (alpha 1) / not fully outside (alpha 0)."""
+    region = alpha_true >= 1.0 if inside else alpha_true <= 0.0
+    return cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 5)
+
+
+def test_public_surface_and_registry() -> None:
+    assert set(matting.__all__) == {"ENGINES", "Matte", "MattingEngine", "StudioMatting", "estimate_matte"}
+    assert set(ENGINES) == {"studio"}
+    assert ENGINES["studio"].name == "studio"
+
+
+def test_matte_types_and_shapes(shot: StudioShot, matte: Matte) -> None:
+    assert matte.engine == "studio"
+    assert matte.alpha.dtype == np.uint8 and matte.alpha.shape == (HEIGHT, WIDTH)
+    assert matte.foreground.dtype == np.uint8 and matte.foreground.shape == (HEIGHT, WIDTH, 3)
+    assert matte.shading is not None and matte.shading.dtype == np.uint8 and matte.shading.shape == (HEIGHT, WIDTH)
+    assert {"backdrop", "segment", "alpha", "total"} <= set(matte.timings_ms)
+
+
+def test_alpha_error_is_small(shot: StudioShot, matte: Matte) -> None:
+    error = np.abs(matte.alpha / 255.0 - shot.alpha)
+    edge = (shot.alpha > 0) & (shot.alpha < 1) & ~shot.glass
+    assert error.mean() < 0.01  # measured ~0.001
+    assert error[edge].mean() < 0.06  # anti-aliased and soft outline pixels; measured ~0.02-0.03
+
+
+def test_interior_is_exactly_opaque_and_far_backdrop_exactly_clear(shot: StudioShot, matte: Matte) -> None:
+    interior = _distance_from_outline(shot.alpha, inside=True) > 2
+    # 5 px, not less: the narrow notch where the mug handle meets the body gets a few partial pixels at 4.2 px.
+    far_backdrop = _distance_from_outline(shot.alpha, inside=False) > 5
+    assert interior.sum() > 0.05 * interior.size
+    assert (matte.alpha[interior] == 255).all()
+    assert (matte.alpha[far_backdrop] == 0).all()  # including the cast shadow
+
+
+def test_handle_hole_shows_backdrop(shot: StudioShot, matte: Matte) -> None:
+    clear = (shot.alpha <= 0).astype(np.uint8)
+    count, labels = cv2.connectedComponents(clear, connectivity=4)
+    border_labels = set(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]).tolist())
+    holes = [label for label in range(1, count) if label not in border_labels]
+    assert holes, "the synthetic mug handle should enclose backdrop"
+    hole = np.isin(labels, holes) & (_distance_from_outline(shot.alpha, inside=False) > 3)
+    assert (matte.alpha[hole] == 0).all()
+
+
+def test_foreground_is_the_input_where_opaque(shot: StudioShot, matte: Matte) -> None:
+    opaque = matte.alpha == 255
+    np.testing.assert_array_equal(matte.foreground[opaque], shot.rgb[opaque])
+
+
+def test_foreground_colours_are_unmixed_at_the_outline(shot: StudioShot, matte: Matte) -> None:
+    # A half-covered pixel is a mix with the grey backdrop; the recovered colour should be the subject's again.
+    half = (matte.alpha > 90) & (matte.alpha < 165) & (shot.alpha > 0.3) & (shot.alpha < 0.7) & ~shot.glass
+    near_subject = cv2.dilate((shot.alpha >= 1).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    mixed_error = np.abs(shot.rgb[half].astype(float) - shot.backdrop[half]).mean()
+    assert half.sum() > 50 and near_subject[half].all()
+    recovered_distance = np.abs(matte.foreground[half].astype(float) - shot.backdrop[half]).mean()
+    assert recovered_distance > 1.4 * mixed_error
+
+
+def test_shading_follows_the_cast_shadow(shot: StudioShot, matte: Matte) -> None:
+    assert matte.shading is not None
+    backdrop = _distance_from_outline(shot.alpha, inside=False) > 4
+    shading = matte.shading / 255.0
+    assert np.abs(shading - shot.shadow)[backdrop].mean() < 0.02
+    deep = backdrop & (shot.shadow < 0.75)
+    unshadowed = backdrop & (shot.shadow > 0.995)
+    assert deep.any() and shading[deep].max() < 0.85
+    assert (matte.shading[unshadowed] >= 250).mean() > 0.99
+
+
+def test_subject_touching_the_bottom_border() -> None:
+    shot = render_studio_shot(WIDTH, HEIGHT, seed=12, touch_bottom=True)
+    result = estimate_matte(shot.rgb)
+    assert shot.alpha[-1].max() == 1.0  # the bottle is cut by the bottom edge
+    assert np.abs(result.alpha / 255.0 - shot.alpha).mean() < 0.01
+    interior = _distance_from_outline(shot.alpha, inside=True) > 4
+    assert (result.alpha[interior] == 255).all()
+
+
+def test_tight_crop_with_a_shadow_along_the_bottom_border() -> None:
+    # The subject fills ~45 % of the frame and the cast shadow runs along the whole bottom edge.
+    shot = render_studio_shot(1250, 840, seed=15)
+    rows, cols = slice(300, 700), slice(380, 860)
+    crop, alpha_true = np.ascontiguousarray(shot.rgb[rows, cols]), shot.alpha[rows, cols]
+    assert alpha_true.mean() > 0.4
+    result = estimate_matte(crop)
+    assert np.abs(result.alpha / 255.0 - alpha_true).mean() < 0.01
+
+
+def test_thin_structure_without_an_opaque_core() -> None:
+    shot = render_studio_shot(WIDTH, HEIGHT, seed=16)
+    image, alpha_true = shot.rgb.copy(), shot.alpha.copy()
+    image[40:300, 560:563] = (30, 30, 30)  # a 3 px dark string: all of it lies in the unknown band
+    alpha_true[40:300, 560:563] = 1.0
+    result = estimate_matte(image)
+    assert result.alpha[40:300, 560:563].mean() > 0.9 * 255
+    assert np.abs(result.alpha / 255.0 - alpha_true).mean() < 0.01
+
+
+def test_plain_backdrop_without_subject_is_refused() -> None:
+    shot = render_studio_shot(WIDTH, HEIGHT, seed=13)
+    backdrop_only = np.clip(shot.backdrop + np.random.default_rng(0).normal(0, 2, shot.backdrop.shape), 0, 255)
+    with pytest.raises(SubjectNotFound, match="no subject"):
+        estimate_matte(backdrop_only.astype(np.uint8))
+
+
+def test_busy_image_is_refused() -> None:
+    noise = np.random.default_rng(1).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    with pytest.raises(SubjectNotFound, match="not plain enough"):
+        estimate_matte(noise)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(InvalidRequest, match="matting engine"):
+        estimate_matte(np.zeros((64, 64, 3), np.uint8), engine="u2net")
+    with pytest.raises(ValueError, match="uint8"):
+        StudioMatting().estimate(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(InvalidRequest, match="at least 32"):
+        StudioMatting().estimate(np.zeros((16, 64, 3), np.uint8))
+
+
+def test_deterministic(shot: StudioShot, matte: Matte) -> None:
+    again = estimate_matte(shot.rgb)
+    np.testing.assert_array_equal(again.alpha, matte.alpha)
+    np.testing.assert_array_equal(again.foreground, matte.foreground)
+
+
+def test_one_megapixel_timing_is_reported() -> None:
+    shot = render_studio_shot(1250, 840, seed=14)
+    start = time.perf_counter()
+    result = estimate_matte(shot.rgb)
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    error = np.abs(result.alpha / 255.0 - shot.alpha)
+    edge = (shot.alpha > 0) & (shot.alpha < 1) & ~shot.glass
+    print(
+        f"studio matting 1250x840: {elapsed_ms:.0f} ms, alpha MAE {error.mean():.4f}, "
+        f"outline MAE {error[edge].mean():.3f}, translucent-part MAE {error[shot.glass].mean():.3f}"
+    )
