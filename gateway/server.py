@@ -28,7 +28,8 @@ def serve(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.database_url)
     _announce_demo_key(settings)
-    # Until uvicorn installs its own handlers, SIGTERM unwinds through the `finally` below, so Triton is stopped.
+    # SIGTERM unwinds through the `finally` below, so Triton is stopped: before uvicorn runs, and after it, when
+    # uvicorn re-raises the signal it captured for its own graceful shutdown. A requested stop exits 0.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     triton = None
     try:
@@ -49,8 +50,8 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+def _exit_on_signal(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _announce_demo_key(settings: Settings) -> None:

@@ -74,15 +74,14 @@ def matte_from_model(model_name: str) -> Callable[[np.ndarray], Matte]:
         response = request.exec()
         if response.has_error():
             raise parse_error(response.error().message())
-        output = {
-            name: pb_utils.get_output_tensor_by_name(response, name).as_numpy()[0]
-            for name in ("ALPHA", "FOREGROUND", "SHADING", "INFO")
-        }
-        info = json.loads(bytes(output["INFO"].reshape(-1)[0]))
+        def output(name: str) -> np.ndarray:
+            return pb_utils.get_output_tensor_by_name(response, name).as_numpy()
+
+        info = json.loads(bytes(output("INFO").reshape(-1)[0]))
         return Matte(
-            alpha=output["ALPHA"],
-            foreground=output["FOREGROUND"],
-            shading=output["SHADING"] if info["has_shading"] else None,
+            alpha=output("ALPHA")[0],
+            foreground=output("FOREGROUND")[0],
+            shading=output("SHADING")[0] if info["has_shading"] else None,
             engine=info["engine"],
             timings_ms=info["timings_ms"],
         )
