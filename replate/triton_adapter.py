@@ -74,6 +74,7 @@ def matte_from_model(model_name: str) -> Callable[[np.ndarray], Matte]:
         response = request.exec()
         if response.has_error():
             raise parse_error(response.error().message())
+
         def output(name: str) -> np.ndarray:
             return pb_utils.get_output_tensor_by_name(response, name).as_numpy()
 
