@@ -28,8 +28,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_pixels.py
-	$(BIN)/python benchmarks/bench_request_path.py
+	$(BIN)/python -m benchmarks.bench_pixels
+	$(BIN)/python -m benchmarks.bench_request_path
 
 clean:
 	rm -rf $(VENV) .replate .pytest_cache

@@ -1,20 +1,16 @@
 """Latency of the pixel library on a synthetic studio shot; prints p50/p95, asserts nothing.
 
-Run from the repository root:  python benchmarks/bench_pixels.py [--megapixels 1.05] [--repeat 10]
+Run from the repository root:  python -m benchmarks.bench_pixels [--megapixels 1.05] [--repeat 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `tests.synthetic` imports from the repo root
 
 from replate.compose import compose, cutout
 from replate.imageio import ImageLimits, decode_image, encode_image

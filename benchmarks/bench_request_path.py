@@ -2,7 +2,7 @@
 
 Prints p50/p95 of: replace-background through the gateway (HTTP), the same pipeline called on Triton directly
 (gRPC), the `matting` model alone on Triton, and the gateway's overhead (gateway p50 - direct Triton p50).
-Run from the repository root: `python benchmarks/bench_request_path.py [--requests 20] [--concurrency 1]`.
+Run from the repository root: `python -m benchmarks.bench_request_path [--requests 20] [--concurrency 1]`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ async def run(args: argparse.Namespace, triton: TritonServer, data_dir: Path) ->
     rgb, _ = make_studio_shot(1250, 840, seed=1)
     jpeg = encode_image(rgb, "jpeg")
     settings = Settings(data_dir=data_dir, triton_url=triton.grpc_url)
-    upgrade_database(settings.database_url)
+    await asyncio.to_thread(upgrade_database, settings.database_url)
     key = await create_key(settings, "bench", 10**9)
     body = {"image_url": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode(), **PARAMS}
     print(
@@ -107,7 +107,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, TritonServer(Path(tmp) / "triton") as triton:
-        asyncio.run(run(args, triton, Path(tmp) / "data"))
+        data_dir = Path(tmp) / "data"
+        data_dir.mkdir()
+        asyncio.run(run(args, triton, data_dir))
 
 
 if __name__ == "__main__":
