@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, event, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -63,11 +63,18 @@ class CreditEntry(Base):
 
 
 def create_engine(url: str) -> AsyncEngine:
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+    """SQLite (aiosqlite) or PostgreSQL (asyncpg). A PostgreSQL URL may carry `?search_path=SCHEMA` to keep
+    replate's tables in their own schema of a shared database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed, connect_args={"timeout": 30})
         _serialize_sqlite_writers(engine)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    connect_args = {}
+    if "search_path" in parsed.query:
+        connect_args["server_settings"] = {"search_path": str(parsed.query["search_path"])}
+        parsed = parsed.difference_update_query(["search_path"])
+    return create_async_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
 
 
 def _serialize_sqlite_writers(engine: AsyncEngine) -> None:

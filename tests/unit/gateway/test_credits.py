@@ -1,4 +1,5 @@
 import asyncio
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -21,15 +22,15 @@ from gateway.settings import Settings
 
 
 @pytest.fixture
-async def sessions(settings: Settings):
-    engine = create_engine(settings.database_url)
+async def sessions(db_settings: Settings):
+    engine = create_engine(db_settings.database_url)
     yield create_sessionmaker(engine)
     await engine.dispose()
 
 
 async def new_account(sessions, credits: int) -> int:
     async with sessions.begin() as session:
-        account_id = (await create_account_key(session, f"acct-{credits}-{id(session)}")).account_id
+        account_id = (await create_account_key(session, f"acct-{uuid.uuid4().hex[:8]}")).account_id
         await grant_credits(session, account_id, credits)
     return account_id
 
@@ -122,7 +123,7 @@ async def test_concurrent_holds_never_overdraw(sessions) -> None:
             return False
         return True
 
-    results = await asyncio.gather(*(try_hold() for _ in range(40)))
+    results = await asyncio.gather(*(try_hold() for _ in range(60)))
     assert sum(results) == 10
     final = await balance_of(sessions, account)
     assert (final.available, final.held) == (0, 50)
