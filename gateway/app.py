@@ -19,8 +19,10 @@ from gateway.credits import get_balance, release_stale_holds
 from gateway.db import create_engine, create_sessionmaker, utcnow
 from gateway.deps import Services
 from gateway.errors import install_error_handlers
+from gateway.fetch import Resolver
 from gateway.metrics import Metrics
-from gateway.routes import api, system
+from gateway.predictions import PredictionWorker
+from gateway.routes import ROUTERS
 from gateway.settings import Settings
 from gateway.storage import LocalStorage
 from gateway.triton import Pipelines, TritonPipelines
@@ -30,8 +32,10 @@ STALE_HOLD_SWEEP_S = 60.0
 log = logging.getLogger("replate.gateway")
 
 
-def create_app(settings: Settings | None = None, pipelines: Pipelines | None = None) -> FastAPI:
-    """`pipelines` replaces the Triton client (tests pass an in-process fake); by default it is built from settings."""
+def create_app(
+    settings: Settings | None = None, pipelines: Pipelines | None = None, resolver: Resolver | None = None
+) -> FastAPI:
+    """`pipelines` replaces the Triton client and `resolver` the DNS of image URLs (tests pass fakes for both)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -45,14 +49,21 @@ def create_app(settings: Settings | None = None, pipelines: Pipelines | None = N
             triton=triton,
             storage=LocalStorage(settings.outputs_dir),
             metrics=Metrics.create(),
+            resolver=resolver,
         )
-        sweeper = asyncio.create_task(_sweep_stale_holds(app.state.services))
+        services: Services = app.state.services
+        tasks = [asyncio.create_task(_sweep_stale_holds(services))]
+        tasks += [
+            asyncio.create_task(PredictionWorker(services).run_forever()) for _ in range(settings.prediction_workers)
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with suppress(asyncio.CancelledError):
+                    await task
             await triton.close()
             await engine.dispose()
 
@@ -63,8 +74,8 @@ def create_app(settings: Settings | None = None, pipelines: Pipelines | None = N
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(api)
-    app.include_router(system)
+    for router in ROUTERS:
+        app.include_router(router)
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -17,7 +17,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from gateway.db import Account, CreditEntry
+from gateway.db import Account, CreditEntry, Prediction
 from gateway.errors import InsufficientCredits
 
 
@@ -118,13 +118,20 @@ async def charge(
 
 async def release_stale_holds(session: AsyncSession, created_before: datetime) -> int:
     """Release holds that nobody settled: their gateway died between hold and capture/release. Only holds older
-    than any request can live (the Triton deadline plus a margin) are touched, so no live request loses its hold."""
+    than any request can live (the Triton deadline plus a margin) are touched, so no live request loses its hold;
+    a queued or running prediction's hold is its worker's to settle, however old."""
     settlement = aliased(CreditEntry)
+    pending_predictions = select(Prediction.hold_id).where(Prediction.status.in_(("starting", "processing")))
     stale = (
         await session.execute(
             select(CreditEntry.id, CreditEntry.account_id, CreditEntry.amount)
             .outerjoin(settlement, settlement.hold_id == CreditEntry.id)
-            .where(CreditEntry.kind == "hold", CreditEntry.created_at < created_before, settlement.id.is_(None))
+            .where(
+                CreditEntry.kind == "hold",
+                CreditEntry.created_at < created_before,
+                settlement.id.is_(None),
+                CreditEntry.id.not_in(pending_predictions),
+            )
         )
     ).all()
     for hold_id, account_id, amount in stale:

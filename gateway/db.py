@@ -4,15 +4,35 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, event, make_url, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    event,
+    make_url,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ENTRY_KINDS = ("grant", "hold", "capture", "release")
+PREDICTION_STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored in UTC), PostgreSQL aware ones: make both aware."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
@@ -60,6 +80,54 @@ class CreditEntry(Base):
     operation: Mapped[str] = mapped_column(String(64), default="")
     request_id: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key: claimed before the work, completed with the response to replay."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("account_id", "key", name="uq_idempotency_keys_account_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    is_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Prediction(Base):
+    """An asynchronous job. Its credits are held at submission (`hold_id`) and settled exactly once by the worker
+    that finishes it; a worker owns a job while its lease (`lease_expires_at`) is fresh."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        CheckConstraint(f"status IN {PREDICTION_STATUSES}", name="ck_predictions_status"),
+        Index("ix_predictions_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    model: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="starting")
+    params: Mapped[dict[str, object]] = mapped_column(JSON)
+    input_image: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    return_base64: Mapped[bool] = mapped_column(Boolean, default=False)
+    hold_id: Mapped[int] = mapped_column(ForeignKey("credit_entries.id"))
+    credits: Mapped[int] = mapped_column(Integer)
+    output: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    info: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    charge_reported: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 def create_engine(url: str) -> AsyncEngine:

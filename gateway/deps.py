@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.auth import authenticate
+from gateway.fetch import FetchPolicy, Resolver
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.storage import LocalStorage
@@ -26,10 +28,23 @@ class Services:
     triton: Pipelines
     storage: LocalStorage
     metrics: Metrics
+    resolver: Resolver | None = None
+    """DNS for image URLs; None means the system resolver (tests pass a stub)."""
+    work_available: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a prediction is submitted, so idle workers wake at once instead of at their next poll."""
 
     @property
     def limits(self) -> ImageLimits:
         return ImageLimits(max_megapixels=self.settings.max_image_megapixels, max_bytes=self.settings.max_image_bytes)
+
+    @property
+    def fetch_policy(self) -> FetchPolicy:
+        return FetchPolicy(
+            max_bytes=self.settings.max_image_bytes,
+            connect_timeout_s=self.settings.url_connect_timeout_s,
+            read_timeout_s=self.settings.url_read_timeout_s,
+            allowed_hosts=frozenset(self.settings.url_allowed_hosts),
+        )
 
 
 def get_services(request: Request) -> Services:

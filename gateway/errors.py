@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from replate.errors import ReplateError
@@ -42,6 +43,10 @@ class Timeout(ReplateError):
     code = "timeout"
 
 
+class IdempotencyKeyReused(ReplateError):
+    code = "idempotency_key_reused"
+
+
 HTTP_STATUS = {
     "invalid_request": 422,
     "conflicting_scene_sources": 422,
@@ -54,6 +59,7 @@ HTTP_STATUS = {
     "not_found": 404,
     "url_forbidden": 422,
     "url_fetch_failed": 422,
+    "idempotency_key_reused": 422,
     "timeout": 504,
     "unavailable": 503,
     "internal": 500,
@@ -65,9 +71,19 @@ def http_status(error: ReplateError) -> int:
     return HTTP_STATUS.get(error.code, 500)
 
 
-def error_response(code: str, message: str, status: int) -> JSONResponse:
+REMOVEBG_PATH = "/v1.0/removebg"
+REMOVEBG_STATUS = {"unauthorized": 403, "insufficient_credits": 402, "not_found": 404, "rate_limited": 429}
+"""remove.bg's own statuses: 403 for a bad key, 402 for no credits, 400 for any other client error."""
+
+
+def error_response(request: Request, code: str, message: str, status: int) -> JSONResponse:
     headers = {"Retry-After": str(RETRY_AFTER_S[code])} if code in RETRY_AFTER_S else None
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    if request.url.path == REMOVEBG_PATH:
+        status = REMOVEBG_STATUS.get(code, 400 if status < 500 else status)
+        body: dict[str, object] = {"errors": [{"title": message, "code": code}]}
+    else:
+        body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _replate_error(request: Request, exc: Exception) -> JSONResponse:
@@ -75,32 +91,33 @@ async def _replate_error(request: Request, exc: Exception) -> JSONResponse:
     status = http_status(exc)
     if status >= 500 and exc.code == "internal":
         log.error("internal error on %s: %s", request.url.path, exc.message)
-        return error_response("internal", "the server failed to process this request; try again later", status)
-    return error_response(exc.code, exc.message, status)
+        return error_response(request, "internal", "the server failed to process this request; try again later", status)
+    return error_response(request, exc.code, exc.message, status)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+    assert isinstance(exc, RequestValidationError | ValidationError)
     problems = []
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"] if part not in ("body", "query", "header"))
         problems.append(f"{field or 'body'}: {error['msg']}")
-    return error_response("invalid_request", "; ".join(problems), 422)
+    return error_response(request, "invalid_request", "; ".join(problems), 422)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "invalid_request"}.get(exc.status_code, "invalid_request")
-    return error_response(code, str(exc.detail), exc.status_code)
+    return error_response(request, code, str(exc.detail), exc.status_code)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s", request.url.path)
-    return error_response("internal", "the server failed to process this request; try again later", 500)
+    return error_response(request, "internal", "the server failed to process this request; try again later", 500)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ReplateError, _replate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -1,4 +1,5 @@
-"""Image fields of a request: a data URL or bare base64 -> bytes, sniffed against the limits before any charge."""
+"""Image fields of a request: an http(s) URL (fetched safely), a data URL or bare base64 -> bytes, sniffed against
+the limits before any charge."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from gateway.errors import UrlFetchFailed
+from gateway.fetch import FetchPolicy, Resolver, fetch_url
 from replate.errors import ImageTooLarge, InvalidRequest
 from replate.imageio import ImageInfo, ImageLimits, probe_image
 
@@ -17,15 +18,23 @@ class InputImage:
     info: ImageInfo
 
 
-def read_image_field(value: str, field: str, limits: ImageLimits) -> InputImage:
-    """Decode an image field and check its header (format, size) without decoding pixels."""
-    data = _field_bytes(value.strip(), field, limits)
+async def read_image_field(
+    value: str, field: str, limits: ImageLimits, policy: FetchPolicy, resolver: Resolver | None = None
+) -> InputImage:
+    """Get an image field's bytes and check their header (format, size) without decoding pixels."""
+    value = value.strip()
+    if value.startswith(("http://", "https://")):
+        data = await fetch_url(value, field, policy, resolver=resolver)
+    else:
+        data = _inline_bytes(value, field, limits)
+    return image_from_bytes(data, limits)
+
+
+def image_from_bytes(data: bytes, limits: ImageLimits) -> InputImage:
     return InputImage(data=data, info=probe_image(data, limits))
 
 
-def _field_bytes(value: str, field: str, limits: ImageLimits) -> bytes:
-    if value.startswith(("http://", "https://")):
-        raise UrlFetchFailed(f"{field}: fetching http(s) URLs is not enabled on this server; send a data URL instead")
+def _inline_bytes(value: str, field: str, limits: ImageLimits) -> bytes:
     if value.startswith("data:"):
         header, sep, value = value.partition(",")
         if not sep or not header.endswith(";base64"):

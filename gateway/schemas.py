@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SEED_MAX = 2**32 - 1
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused (422 naming them), so that a misspelt option is never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ErrorDetail(BaseModel):
@@ -18,14 +25,12 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class ReplaceBackgroundRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    image_url: str = Field(description="The photo: a data URL (data:image/jpeg;base64,...) or bare base64.")
+class ReplaceBackgroundRequest(Strict):
+    image_url: str = Field(description="The photo: an http(s) URL, a data URL (data:image/jpeg;base64,...) or base64.")
     scene_prompt: str | None = Field(None, max_length=2000, description="Describes the new scene.")
-    scene_image_url: str | None = Field(None, description="A reference photo used as the new scene (data URL).")
+    scene_image_url: str | None = Field(None, description="A reference photo for the new scene (URL or data URL).")
     bg_color: str | None = Field(None, max_length=32, examples=["#ffffff"], description="A solid colour scene.")
-    negative_prompt: str | None = Field(None, max_length=2000, description="Used by the diffusion engine only.")
+    negative_prompt: str | None = Field(None, max_length=2000, description="Used by a diffusion scene engine only.")
     preserve_shadow: bool = Field(True, description="Carry the subject's cast shadow onto the new scene.")
     seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Random when omitted; echoed in the response.")
     num_outputs: int = Field(1, ge=1, le=4, description="Scenes to render (seed, seed+1, ...); charged per output.")
@@ -49,10 +54,8 @@ class ReplaceBackgroundResponse(BaseModel):
     notes: list[str] = Field(default_factory=list, description="Honest remarks, e.g. an option an engine ignored.")
 
 
-class RemoveBackgroundRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    image: str = Field(description="A data URL or bare base64.")
+class RemoveBackgroundRequest(Strict):
+    image: str = Field(description="An http(s) URL, a data URL or base64. Multipart uploads send `file` instead.")
     channels: Literal["rgba", "alpha"] = "rgba"
     output_format: Literal["png", "webp"] = "png"
     return_base64: bool = False
@@ -64,6 +67,57 @@ class RemoveBackgroundBase64Response(BaseModel):
     height: int
     credits_charged: int
     engines: dict[str, str]
+
+
+class BgReplaceRequest(Strict):
+    """Segmind-style background replacement: image bytes out (or base64 JSON)."""
+
+    image: str = Field(description="The photo: URL, data URL or base64.")
+    ref_image: str | None = Field(None, description="A reference scene photo: URL, data URL or base64.")
+    prompt: str | None = Field(None, max_length=2000)
+    negative_prompt: str | None = Field(None, max_length=2000)
+    samples: int = Field(1, ge=1, le=4)
+    scheduler: str | None = Field(None, max_length=64, description="Diffusion engine only.")
+    num_inference_steps: int | None = Field(None, ge=20, le=100, description="Diffusion engine only.")
+    guidance_scale: float | None = Field(None, ge=1, le=25, description="Diffusion engine only.")
+    seed: int = Field(-1, ge=-1, le=SEED_MAX, description="-1 picks a random seed.")
+    strength: float | None = Field(None, ge=0, le=1, description="Diffusion engine only.")
+    cn_weight: float | None = Field(None, ge=0, le=1, description="Diffusion engine only.")
+    ip_adapter_weight: float | None = Field(None, ge=0, le=1, description="Diffusion engine only.")
+    base64: bool = Field(False, description="Return JSON with base64 instead of image bytes.")
+
+
+class BgReplaceBase64Response(BaseModel):
+    image: str | None = None
+    images: list[str] | None = None
+
+
+class RunRequest(Strict):
+    model: Literal["background-change", "remove-background"]
+    image: str = Field(description="URL, data URL or base64.")
+    prompt: str | None = Field(None, max_length=2000, description="The new scene (background-change).")
+    seed: int = Field(42, ge=0, le=SEED_MAX)
+    output_format: Literal["png", "jpeg"] = "png"
+    return_base64: bool = Field(False, description="Output as a data URL, handed over once and not kept.")
+
+
+class PredictionError(BaseModel):
+    code: str
+    message: str
+
+
+class PredictionResponse(BaseModel):
+    id: str
+    model: str
+    status: Literal["starting", "processing", "succeeded", "failed", "canceled"]
+    output: list[str] | None = Field(None, description="URLs or data URLs once succeeded.")
+    error: PredictionError | None = None
+    credits_charged: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    metrics: dict[str, float] = Field(default_factory=dict, examples=[{"predict_time": 0.41}])
+    urls: dict[str, str] = Field(default_factory=dict)
 
 
 class CreditsResponse(BaseModel):

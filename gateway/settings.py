@@ -26,6 +26,14 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)
     price_replace_background: int = Field(5, ge=0)
     price_remove_background: int = Field(1, ge=0)
+    prediction_workers: int = Field(2, ge=0)
+    """Asynchronous prediction workers in this gateway process (0: this replica only accepts and reports jobs)."""
+    prediction_lease_s: float = Field(30.0, gt=0)
+    """How long a worker owns a job without renewing; a dead worker's jobs are taken over after this."""
+    url_allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names or CIDR networks that image URLs may reach although they are private (e.g. an internal MinIO)."""
+    url_connect_timeout_s: float = Field(5.0, gt=0)
+    url_read_timeout_s: float = Field(15.0, gt=0)
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

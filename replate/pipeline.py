@@ -26,6 +26,18 @@ EstimateMatte = Callable[[np.ndarray], Matte]
 MAX_OUTPUTS = 4
 
 
+GENERATION_PARAMETERS = (
+    "negative_prompt",
+    "scheduler",
+    "num_inference_steps",
+    "guidance_scale",
+    "strength",
+    "cn_weight",
+    "ip_adapter_weight",
+)
+"""Options only a diffusion scene engine uses; other engines say in the notes that they did not use them."""
+
+
 @dataclass(frozen=True)
 class ReplaceOptions:
     scene_prompt: str | None = None
@@ -36,6 +48,13 @@ class ReplaceOptions:
     output_format: str = "png"
     max_megapixels: float = ImageLimits.max_megapixels
     max_bytes: int = ImageLimits.max_bytes
+    negative_prompt: str | None = None
+    scheduler: str | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    strength: float | None = None
+    cn_weight: float | None = None
+    ip_adapter_weight: float | None = None
 
     def __post_init__(self) -> None:
         _check_output_format(self.output_format, OUTPUT_FORMATS)
@@ -84,7 +103,7 @@ def replace_background(
         reference = decode_image(scene_image, limits).rgb if scene_image is not None else None
     matte = _matte_for(decoded, estimate_matte, timings)
     height, width = matte.alpha.shape
-    images, scene_engine, notes = [], "", ()
+    images, scene_engine, notes = [], "", []
     for index in range(options.num_outputs):
         seed = options.seed + index
         with _timed(timings, "scene"):
@@ -94,8 +113,11 @@ def replace_background(
             composite = compose(decoded.rgb, matte, scene.rgb, preserve_shadow=options.preserve_shadow)
         with _timed(timings, "encode"):
             images.append(encode_image(composite, options.output_format))
-        scene_engine, notes = scene.engine, scene.notes
-    info = _info(matte, timings, width, height, seed=options.seed, scene=scene_engine, notes=list(notes))
+        scene_engine, notes = scene.engine, [*scene.notes]
+    unused = [name for name in GENERATION_PARAMETERS if getattr(options, name) is not None]
+    if unused:
+        notes.append(f"{', '.join(unused)}: only a diffusion scene engine uses these; {scene_engine} did not")
+    info = _info(matte, timings, width, height, seed=options.seed, scene=scene_engine, notes=notes)
     return PipelineResult(images=images, info=info)
 
 

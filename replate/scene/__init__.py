@@ -13,7 +13,7 @@ from replate.scene.color import ColorScene, parse_color
 from replate.scene.reference import ReferenceScene
 from replate.scene.studio import StudioScene
 
-__all__ = ["ENGINES", "Scene", "SceneEngine", "SceneSpec", "make_scene"]
+__all__ = ["ENGINES", "Scene", "SceneEngine", "SceneSpec", "check_scene_sources", "make_scene"]
 
 ENGINES: dict[str, SceneEngine] = {
     "color": ColorScene(),
@@ -39,15 +39,21 @@ def make_scene(spec: SceneSpec, width: int, height: int) -> Scene:
     return ENGINES["studio"].render(spec, width, height)
 
 
-def _check_inputs(spec: SceneSpec, width: int, height: int) -> None:
-    if width <= 0 or height <= 0:
-        raise ValueError(f"scene size must be positive, got {width}x{height}")
-    has_prompt = spec.prompt is not None and spec.prompt.strip() != ""
-    if not (has_prompt or spec.reference is not None or spec.color is not None):
+def check_scene_sources(prompt: str | None, has_reference: bool, color: str | None) -> None:
+    """Exactly one kind of scene source: a colour, or a prompt and/or a reference photo; the colour must parse.
+    Callers that admit requests run this before any work, so a bad combination costs nothing."""
+    has_prompt = prompt is not None and prompt.strip() != ""
+    if not (has_prompt or has_reference or color is not None):
         raise InvalidRequest("at least one of scene_prompt, scene_image_url, bg_color is required")
-    if spec.color is not None and (has_prompt or spec.reference is not None):
+    if color is not None and (has_prompt or has_reference):
         raise ConflictingSceneSources(
             "bg_color cannot be combined with scene_prompt or scene_image_url: send either a colour or a scene"
         )
-    if spec.color is not None:
-        parse_color(spec.color)
+    if color is not None:
+        parse_color(color)
+
+
+def _check_inputs(spec: SceneSpec, width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ValueError(f"scene size must be positive, got {width}x{height}")
+    check_scene_sources(spec.prompt, spec.reference is not None, spec.color)

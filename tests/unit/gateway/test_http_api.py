@@ -5,44 +5,16 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import numpy as np
 import pytest
-from fastapi import FastAPI
 from PIL import Image
 
 from gateway.app import create_app
-from gateway.settings import Settings
 from replate.errors import Unavailable
 from tests.conftest import data_url
-from tests.fakes import InProcessPipelines
-
-
-@pytest.fixture
-async def pipelines() -> InProcessPipelines:
-    return InProcessPipelines()
-
-
-@asynccontextmanager
-async def running_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replate.test") as client,
-    ):
-        yield client
-
-
-@pytest.fixture
-async def client(settings: Settings, pipelines: InProcessPipelines) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_client(create_app(settings, pipelines=pipelines)) as client:
-        yield client
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+from tests.unit.gateway.conftest import auth, running_client
 
 
 async def available(client: httpx.AsyncClient, key: str) -> int:
@@ -109,7 +81,9 @@ async def test_remove_background_rgba_and_alpha(client, make_key, studio_png) ->
         (data_url(b"just some text, not an image"), 415, "image_format_unsupported"),
         (data_url(b"BM" + b"\0" * 64, "image/bmp"), 415, "image_format_unsupported"),
         ("data:image/png;base64,@@@not-base64@@@", 422, "invalid_request"),
-        ("https://example.com/photo.jpg", 422, "url_fetch_failed"),
+        ("http://intranet.example/photo.jpg", 422, "url_forbidden"),
+        ("http://169.254.169.254/latest/meta-data/", 422, "url_forbidden"),
+        ("http://[::1]:8080/photo.png", 422, "url_forbidden"),
     ],
 )
 async def test_bad_images_are_refused_and_cost_nothing(client, make_key, image_url, status, code) -> None:

@@ -1,0 +1,226 @@
+"""Asynchronous predictions (`POST /v1/run`): rows in the database, worked on by every gateway replica.
+
+Submission validates the input, holds the credits and inserts the row in one transaction. Workers claim a row
+(`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises writers) and own it while their lease is
+fresh, renewing it as they go. A worker that dies leaves its lease to expire and another worker (or the restarted
+one) takes the job over. The hold is settled exactly once, in the transaction that ends the job, and only by the
+lease's current owner; the unique settlement index makes a second capture impossible anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.credits import Hold, capture_hold, hold_credits, release_hold
+from gateway.db import Prediction, as_utc, utcnow
+from gateway.deps import Services
+from gateway.errors import NotFound, Timeout
+from gateway.images import InputImage
+from gateway.operations import data_urls
+from replate.errors import ReplateError, Unavailable
+
+log = logging.getLogger("replate.predictions")
+RETRYABLE = (Unavailable, Timeout)
+MAX_ATTEMPTS = 3
+UNFINISHED = ("starting", "processing")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a prediction runs: the Triton model, its PARAMS (with `output_format`) and its price."""
+
+    model: str
+    params: dict[str, Any]
+    credits: int
+    return_base64: bool
+
+
+async def submit(services: Services, account_id: int, job: Job, image: InputImage, request_id: str) -> Prediction:
+    prediction_id = secrets.token_hex(16)
+    async with services.sessions.begin() as session:
+        hold = await hold_credits(session, account_id, job.credits, operation=job.model, request_id=prediction_id)
+        prediction = Prediction(
+            id=prediction_id,
+            account_id=account_id,
+            model=job.model,
+            status="starting",
+            params=job.params,
+            input_image=image.data,
+            return_base64=job.return_base64,
+            hold_id=hold.id,
+            credits=job.credits,
+        )
+        session.add(prediction)
+    services.work_available.set()
+    log.info("prediction %s submitted (request %s)", prediction_id, request_id)
+    return prediction
+
+
+async def fetch_for_client(services: Services, account_id: int, prediction_id: str) -> tuple[Prediction, bool]:
+    """The prediction as its owner sees it, and whether this read is the first to report its success (the one that
+    carries the charge). Base64 outputs are handed over once and then forgotten."""
+    async with services.sessions.begin() as session:
+        prediction = await _owned(session, account_id, prediction_id)
+        first_success_report = prediction.status == "succeeded" and not prediction.charge_reported
+        snapshot = _detached_copy(prediction)
+        if first_success_report:
+            prediction.charge_reported = True
+        if prediction.status == "succeeded" and prediction.return_base64 and prediction.output:
+            prediction.output = None
+    return snapshot, first_success_report
+
+
+async def cancel(services: Services, account_id: int, prediction_id: str) -> Prediction:
+    """Cancel a job that has not finished; its hold is released now (a running one's result is then discarded)."""
+    async with services.sessions.begin() as session:
+        prediction = await _owned(session, account_id, prediction_id, lock=True)
+        if prediction.status in UNFINISHED:
+            await release_hold(session, _hold_of(prediction))
+            prediction.status = "canceled"
+            prediction.completed_at = utcnow()
+            prediction.input_image = None
+        return _detached_copy(prediction)
+
+
+class PredictionWorker:
+    """One claim-run-settle loop; a gateway runs `settings.prediction_workers` of them."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.name = f"worker-{secrets.token_hex(6)}"
+        self.lease = timedelta(seconds=services.settings.prediction_lease_s)
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                claimed = await self._claim()
+            except Exception:  # a database hiccup must not kill the worker; try again shortly
+                log.exception("%s could not claim work", self.name)
+                claimed = None
+            if claimed is None:
+                self.services.work_available.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self.services.work_available.wait(), timeout=self.lease.total_seconds() / 3)
+                continue
+            await self._work_on(claimed)
+
+    async def _claim(self) -> Prediction | None:
+        now = utcnow()
+        async with self.services.sessions.begin() as session:
+            query = (
+                select(Prediction)
+                .where(
+                    or_(
+                        Prediction.status == "starting",
+                        and_(Prediction.status == "processing", Prediction.lease_expires_at < now),
+                    )
+                )
+                .order_by(Prediction.created_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            prediction = (await session.execute(query)).scalar_one_or_none()
+            if prediction is None:
+                return None
+            prediction.status = "processing"
+            prediction.worker = self.name
+            prediction.lease_expires_at = now + self.lease
+            prediction.attempts += 1
+            prediction.started_at = prediction.started_at or now
+            return _detached_copy(prediction)
+
+    async def _work_on(self, prediction: Prediction) -> None:
+        heartbeat = asyncio.create_task(self._renew_lease(prediction.id))
+        try:
+            outcome = await self._run(prediction)
+        finally:
+            heartbeat.cancel()
+            with suppress(asyncio.CancelledError):
+                await heartbeat
+        await self._finish(prediction, outcome)
+
+    async def _run(self, prediction: Prediction) -> list[str] | ReplateError:
+        assert prediction.input_image is not None
+        fmt = str(prediction.params["output_format"])
+        try:
+            output = await self.services.triton.run(prediction.model, prediction.input_image, prediction.params)
+            if prediction.return_base64:
+                return data_urls(output.images, fmt)
+            return [await self.services.storage.save(data, fmt) for data in output.images]
+        except ReplateError as error:
+            return error
+        except Exception as exc:  # never leave a job unsettled because of an unexpected error
+            log.exception("prediction %s failed unexpectedly", prediction.id)
+            return ReplateError(f"unexpected failure: {type(exc).__name__}")
+
+    async def _finish(self, claimed: Prediction, outcome: list[str] | ReplateError) -> None:
+        async with self.services.sessions.begin() as session:
+            prediction = await session.get(Prediction, claimed.id, with_for_update=True)
+            if prediction is None or prediction.status != "processing" or prediction.worker != self.name:
+                log.warning("prediction %s: lease lost or canceled; result discarded", claimed.id)
+                return
+            if isinstance(outcome, RETRYABLE) and prediction.attempts < MAX_ATTEMPTS:
+                prediction.status = "starting"  # back in the queue; the hold stays
+                prediction.lease_expires_at = None
+                self.services.work_available.set()
+                return
+            prediction.completed_at = utcnow()
+            prediction.input_image = None
+            if isinstance(outcome, ReplateError):
+                await release_hold(session, _hold_of(prediction))
+                prediction.status = "failed"
+                prediction.error = {"code": outcome.code, "message": _client_message(outcome)}
+            else:
+                await capture_hold(session, _hold_of(prediction))
+                prediction.status = "succeeded"
+                prediction.output = outcome
+        if isinstance(outcome, list):
+            self.services.metrics.credits_charged.labels(claimed.model).inc(claimed.credits)
+
+    async def _renew_lease(self, prediction_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            async with self.services.sessions.begin() as session:
+                prediction = await session.get(Prediction, prediction_id, with_for_update=True)
+                if prediction is None or prediction.worker != self.name or prediction.status != "processing":
+                    return
+                prediction.lease_expires_at = utcnow() + self.lease
+
+
+async def _owned(session: AsyncSession, account_id: int, prediction_id: str, *, lock: bool = False) -> Prediction:
+    query = select(Prediction).where(Prediction.id == prediction_id, Prediction.account_id == account_id)
+    prediction = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
+    if prediction is None:
+        raise NotFound(f"no prediction {prediction_id!r} for this account")
+    return prediction
+
+
+def _hold_of(prediction: Prediction) -> Hold:
+    return Hold(id=prediction.hold_id, account_id=prediction.account_id, amount=prediction.credits)
+
+
+def _detached_copy(prediction: Prediction) -> Prediction:
+    """A plain copy to use after the session closes (the row object belongs to its session)."""
+    columns = {column.key: getattr(prediction, column.key) for column in Prediction.__table__.columns}
+    return Prediction(**columns)
+
+
+def _client_message(error: ReplateError) -> str:
+    if error.code == "internal":
+        return "the server failed to process this prediction"
+    return error.message
+
+
+def predict_time_s(prediction: Prediction) -> float | None:
+    if prediction.started_at is None or prediction.completed_at is None:
+        return None
+    return (as_utc(prediction.completed_at) - as_utc(prediction.started_at)).total_seconds()

@@ -1,0 +1,60 @@
+"""What the route modules share: documented error responses, request ids, output URLs, JSON with headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from gateway.deps import Services
+from gateway.operations import Delivered
+from gateway.schemas import ErrorBody
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        401: "unauthorized",
+        404: "not_found",
+        406: "insufficient_credits",
+        413: "image_too_large",
+        415: "image_format_unsupported",
+        422: "invalid_request (the field is named), image_corrupt, subject_not_found, conflicting_scene_sources, "
+        "url_forbidden, url_fetch_failed, idempotency_key_reused",
+        500: "internal",
+        503: "unavailable (with Retry-After)",
+        504: "timeout",
+    }.items()
+}
+
+
+def request_id(request: Request) -> str:
+    return request.state.request_id
+
+
+def base_url(request: Request, services: Services) -> str:
+    return (services.settings.public_base_url or str(request.base_url)).rstrip("/")
+
+
+def output_urls(request: Request, services: Services, names: list[str]) -> list[str]:
+    base = base_url(request, services)
+    return [f"{base}/v1/outputs/{name}" for name in names]
+
+
+def delivered_outputs(request: Request, services: Services, delivered: Delivered) -> list[str]:
+    return output_urls(request, services, delivered.outputs) if delivered.is_stored else delivered.outputs
+
+
+def image_headers(delivered: Delivered) -> dict[str, str]:
+    info = delivered.output.info
+    return {
+        "x-credits-charged": str(delivered.credits_charged),
+        "x-width": str(info["width"]),
+        "x-height": str(info["height"]),
+        "x-engines": ",".join(f"{stage}={engine}" for stage, engine in info["engines"].items()),
+    }
+
+
+def json_response(model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)

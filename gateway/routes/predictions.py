@@ -1,0 +1,94 @@
+"""Asynchronous predictions: `POST /v1/run`, then poll `GET /v1/predictions/{id}` (or cancel it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Request, Response
+
+from gateway import operations, predictions
+from gateway.db import Prediction
+from gateway.deps import AccountDep, Services, ServicesDep
+from gateway.idempotency import run_idempotent
+from gateway.routes._common import ERRORS, base_url, json_response, output_urls, request_id
+from gateway.schemas import PredictionError, PredictionResponse, RunRequest
+from replate.errors import InvalidRequest
+from replate.pipeline import RemoveOptions, ReplaceOptions
+
+router = APIRouter(prefix="/v1", responses=ERRORS, tags=["predictions"])
+
+
+@router.post("/run", status_code=201, response_model=PredictionResponse)
+async def run(body: RunRequest, request: Request, services: ServicesDep, account_id: AccountDep) -> Response:
+    """Start a prediction. Its credits are held now and charged only when it succeeds."""
+
+    async def produce() -> Response:
+        job = _job_for(body, services)
+        image = await operations.read_image(services, body.image, "image")
+        prediction = await predictions.submit(services, account_id, job, image, request_id(request))
+        return json_response(_view(request, services, prediction), status_code=201)
+
+    return await run_idempotent(request, services, account_id, produce)
+
+
+@router.get("/predictions/{prediction_id}", response_model=PredictionResponse)
+async def get_prediction(
+    prediction_id: str, request: Request, services: ServicesDep, account_id: AccountDep
+) -> Response:
+    """A prediction of this account. The first poll that reports `succeeded` carries `x-credits-charged`."""
+    prediction, is_first_success_report = await predictions.fetch_for_client(services, account_id, prediction_id)
+    headers = {"x-credits-charged": str(prediction.credits)} if is_first_success_report else None
+    return json_response(_view(request, services, prediction), headers=headers)
+
+
+@router.post("/predictions/{prediction_id}/cancel", response_model=PredictionResponse)
+async def cancel_prediction(
+    prediction_id: str, request: Request, services: ServicesDep, account_id: AccountDep
+) -> Response:
+    """Cancel a prediction that has not finished; nothing is charged for it."""
+    prediction = await predictions.cancel(services, account_id, prediction_id)
+    return json_response(_view(request, services, prediction))
+
+
+def _job_for(body: RunRequest, services: Services) -> predictions.Job:
+    limits = operations.limits_for_pipeline(services)
+    if body.model == "background-change":
+        if not body.prompt:
+            raise InvalidRequest("prompt: required for model background-change")
+        options = ReplaceOptions(scene_prompt=body.prompt, seed=body.seed, output_format=body.output_format, **limits)
+        params = asdict(options)
+        price = services.settings.price_replace_background
+        model = "replace_background"
+    else:
+        if body.prompt:
+            raise InvalidRequest("prompt: model remove-background takes no prompt")
+        if body.output_format != "png":
+            raise InvalidRequest("output_format: a cutout keeps its transparency only as png")
+        params = asdict(RemoveOptions(**limits))
+        price = services.settings.price_remove_background
+        model = "remove_background"
+    return predictions.Job(model=model, params=params, credits=price, return_base64=body.return_base64)
+
+
+def _view(request: Request, services: Services, prediction: Prediction) -> PredictionResponse:
+    output = prediction.output
+    if output is not None and not prediction.return_base64:
+        output = output_urls(request, services, output)
+    base = base_url(request, services)
+    predict_time = predictions.predict_time_s(prediction)
+    return PredictionResponse(
+        id=prediction.id,
+        model="background-change" if prediction.model == "replace_background" else "remove-background",
+        status=prediction.status,  # type: ignore[arg-type]
+        output=output,
+        error=PredictionError(**prediction.error) if prediction.error else None,
+        credits_charged=prediction.credits if prediction.status == "succeeded" else 0,
+        created_at=prediction.created_at,
+        started_at=prediction.started_at,
+        completed_at=prediction.completed_at,
+        metrics={"predict_time": predict_time} if predict_time is not None else {},
+        urls={
+            "get": f"{base}/v1/predictions/{prediction.id}",
+            "cancel": f"{base}/v1/predictions/{prediction.id}/cancel",
+        },
+    )

@@ -1,0 +1,65 @@
+"""Account balance, output files and the operational endpoints (health, readiness, metrics)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import FileResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.credits import get_balance
+from gateway.db import ping
+from gateway.deps import AccountDep, Services, ServicesDep
+from gateway.schemas import CreditsResponse, ErrorBody
+from replate.imageio import content_type
+
+router = APIRouter()
+
+
+@router.get("/v1/credits", response_model=CreditsResponse, tags=["account"], responses={401: {"model": ErrorBody}})
+async def credits(services: ServicesDep, account_id: AccountDep) -> CreditsResponse:
+    async with services.sessions() as session:
+        balance = await get_balance(session, account_id)
+    return CreditsResponse(balance=balance.balance, held=balance.held, available=balance.available)
+
+
+@router.get(
+    "/v1/outputs/{name}",
+    tags=["outputs"],
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}, 404: {"model": ErrorBody}},
+)
+async def output_file(name: str, services: ServicesDep) -> FileResponse:
+    """An output image. The URL itself is the credential (unguessable); no API key is needed."""
+    path = services.storage.path_of(name)
+    return FileResponse(path, media_type=content_type(path.suffix.lstrip(".")))
+
+
+@router.get("/healthz", tags=["system"])
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["system"], responses={503: {"model": ErrorBody}})
+async def readyz(services: ServicesDep) -> JSONResponse:
+    """Triton and the database are reachable."""
+    checks = {"triton": await services.triton.is_ready(), "database": await _database_ready(services)}
+    if all(checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks})
+    failing = ", ".join(name for name, ok in checks.items() if not ok)
+    body = {"error": {"code": "unavailable", "message": f"not ready: {failing}"}, "checks": checks}
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+
+@router.get("/metrics", tags=["system"], response_class=Response)
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics."""
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _database_ready(services: Services) -> bool:
+    try:
+        await ping(services.engine)
+    except Exception:  # any driver error means "not ready"; the probe must answer, not raise
+        return False
+    return True

@@ -1,0 +1,78 @@
+"""Idempotency-Key on SQLite and PostgreSQL: replayed once-charged results, refused reuse, waiting duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+
+from replate.errors import Unavailable
+from tests.conftest import data_url
+from tests.unit.gateway.conftest import auth
+
+
+def request_body(studio_png: bytes, color: str = "#ffffff") -> dict[str, object]:
+    return {"image_url": data_url(studio_png), "bg_color": color, "return_base64": True}
+
+
+async def test_a_retry_is_answered_with_the_first_result_and_charged_once(
+    db_client, db_make_key, studio_png, pipelines
+) -> None:
+    key = await db_make_key(100)
+    headers = {**auth(key), "Idempotency-Key": "order-42"}
+    first = await db_client.post("/v1/image/replace-background", json=request_body(studio_png), headers=headers)
+    again = await db_client.post("/v1/image/replace-background", json=request_body(studio_png), headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
+    assert again.headers["x-remaining-credits"] == "95"
+    assert pipelines.calls == ["replace_background"]
+
+
+async def test_the_same_key_with_another_body_is_refused(db_client, db_make_key, studio_png) -> None:
+    key = await db_make_key(100)
+    headers = {**auth(key), "Idempotency-Key": "order-43"}
+    await db_client.post("/v1/image/replace-background", json=request_body(studio_png), headers=headers)
+    other = await db_client.post(
+        "/v1/image/replace-background", json=request_body(studio_png, "#000000"), headers=headers
+    )
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert other.headers["x-remaining-credits"] == "95"
+
+
+async def test_keys_belong_to_their_account(db_client, db_make_key, studio_png, pipelines) -> None:
+    first, second = await db_make_key(100), await db_make_key(100)
+    for key in (first, second):
+        response = await db_client.post(
+            "/v1/image/replace-background",
+            json=request_body(studio_png),
+            headers={**auth(key), "Idempotency-Key": "shared-name"},
+        )
+        assert response.status_code == 200 and "idempotent-replayed" not in response.headers
+    assert len(pipelines.calls) == 2
+
+
+async def test_concurrent_duplicates_wait_for_the_first(db_client, db_make_key, studio_png, pipelines) -> None:
+    key = await db_make_key(100)
+    headers = {**auth(key), "Idempotency-Key": "burst"}
+    responses = await asyncio.gather(
+        *(
+            db_client.post("/v1/image/replace-background", json=request_body(studio_png), headers=headers)
+            for _ in range(5)
+        )
+    )
+    assert {response.status_code for response in responses} == {200}
+    assert len({response.text for response in responses}) == 1
+    assert pipelines.calls == ["replace_background"]
+    credits = (await db_client.get("/v1/credits", headers=auth(key))).json()
+    assert credits == {"balance": 95, "held": 0, "available": 95}
+
+
+async def test_a_failed_attempt_can_be_retried_with_the_same_key(db_client, db_make_key, studio_png, pipelines) -> None:
+    key = await db_make_key(100)
+    headers = {**auth(key), "Idempotency-Key": "flaky"}
+    pipelines.fail_with = Unavailable("the inference server is unavailable; try again shortly")
+    failed = await db_client.post("/v1/image/replace-background", json=request_body(studio_png), headers=headers)
+    assert failed.status_code == 503
+    pipelines.fail_with = None
+    retried = await db_client.post("/v1/image/replace-background", json=request_body(studio_png), headers=headers)
+    assert retried.status_code == 200 and "idempotent-replayed" not in retried.headers
+    assert retried.headers["x-remaining-credits"] == "95"
