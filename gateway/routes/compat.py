@@ -9,8 +9,8 @@ import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.datastructures import UploadFile
 from pydantic import Field
+from starlette.datastructures import UploadFile
 
 from gateway import operations
 from gateway.deps import AccountDep, Services, ServicesDep

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.datastructures import UploadFile
+from starlette.datastructures import UploadFile
 
 from gateway import operations
 from gateway.deps import AccountDep, Services, ServicesDep
