@@ -19,12 +19,16 @@ Method, and why each step is there:
    pixels wide. Large semi-transparent areas (a glass body) are not recovered: away from the outline the subject is
    treated as opaque, which keeps textured and highlighted products solid.
 4. Alpha in the band from the compositing equation I = aF + (1 - a)B with both F and B local: F is spread from
-   nearby definite-foreground colours, B from nearby definite-backdrop colours (so a contact shadow or vignette is
-   part of B), by normalised box blurs at reduced resolution. a = (I - B).(F - B) / |F - B|^2. Where |F - B| is too
-   small to trust, or no opaque core is near (a string thinner than the band), a guided-filtered trimap (guided by
-   the image) is used instead. The equation's alpha is not guided-filtered afterwards: on the synthetic shots in
-   the tests that softened 1-px anti-aliased outlines (outline error 0.25 instead of 0.03). Definite regions are
-   exactly 0 and 255, and estimates within 2 % of either end snap to it.
+   nearby definite-foreground colours (normalised box blurs at reduced resolution, with a wider second reach for
+   band pixels that a cast shadow beside the outline has pushed away from the opaque core), B from nearby
+   definite-backdrop colours by a local linear fit (first-order normalised convolution), so a contact shadow or
+   vignette is part of B and B is not biased light where the known backdrop lies on one side of a shadow gradient;
+   that bias once gave a faint, light-coloured alpha line a few px outside the foot of a subject. a = (I - B).(F -
+   B) / |F - B|^2. Where |F - B| is too small to trust, or no opaque core is near (a string thinner than the band),
+   a guided-filtered trimap (guided by the image) is used instead. The equation's alpha is not guided-filtered
+   afterwards: on the synthetic shots in the tests that softened 1-px anti-aliased outlines (outline error 0.25
+   instead of 0.03). Definite regions are exactly 0 and 255, and estimates within 2 % of either end, or within
+   2.5 noise-induced errors (noise / |F - B|, at most 10 %), snap to it.
 5. Foreground colours F = B + (I - B) / a in the band (blended towards the spread F for very low a, where the
    division amplifies noise); exactly the input where alpha is 255.
 6. Shading: the local backdrop B over the clean model, as luminance ratio, with a dead zone of the noise and model
@@ -66,6 +70,8 @@ _MIN_HOLE_FRACTION = 0.0005
 _MIN_SPECK_FRACTION = 2e-5
 _MIN_CONTRAST_LEVELS = 20.0  # |F - B| below this gives no usable alpha from the compositing equation
 _SNAP = 0.02
+_SNAP_NOISE_UNITS = 2.5  # alpha within this many noise-induced errors of 0 or 1 is snapped to it
+_MAX_SNAP = 0.1  # ...but never wider than this: low-contrast outlines keep their soft edge
 _RIDGE = 1e-5
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -101,8 +107,8 @@ class StudioMatting:
         trimap = _segment(smooth, backdrop)
         clock.lap("segment")
         scale = 2 if max(image.shape[:2]) > 800 else 1
-        fg_colors = _spread(pixels, trimap.foreground, None, trimap.band_px, scale)
-        bg_colors = _spread(pixels, trimap.backdrop, backdrop.rgb, 2 * trimap.band_px, scale)
+        fg_colors = _spread_subject(image, trimap.foreground, trimap.band_px, scale)
+        bg_colors = _spread_backdrop(image, trimap.backdrop, backdrop.rgb, 2 * trimap.band_px, scale)
         clock.lap("spread")
         alpha = _estimate_alpha(image, pixels, fg_colors, bg_colors, trimap, backdrop.noise)
         clock.lap("alpha")
@@ -295,31 +301,117 @@ def _disk(radius: int) -> np.ndarray:
 # ---------------------------------------------------------------- 4.-6. alpha, colours, shading
 
 
-def _spread(pixels: np.ndarray, known: np.ndarray, prior: np.ndarray | None, radius: int, scale: int) -> np.ndarray:
-    """Colours of `known` pixels spread to their surroundings by a normalised blur.
+def _spread_subject(image: np.ndarray, known: np.ndarray, radius: int, scale: int) -> np.ndarray:
+    """Colours of definite-subject pixels spread into the band by a normalised blur.
 
-    pixels: float32 (H, W, 3); known: bool (H, W); prior: float32 (H, W, 3) used where nothing is known nearby
-    (None: NaN there). Works at 1/scale resolution. Returns float32 (H, W, 3) in [0, 255].
+    image: uint8 (H, W, 3); known: bool (H, W). Within `radius` px of known pixels the spread is local; farther out
+    (where a cast shadow beside the outline widened the band) a second blur with four times the reach fills in, so
+    that every band pixel beside an opaque core gets a subject colour. NaN where no known pixel is within that
+    reach (a string thinner than the band). Works at 1/scale resolution. Returns float32 (H, W, 3) in [0, 255] or NaN.
     """
-    height, width = known.shape
+    weight, weighted = _downsample_known(image, known, scale)
+    near_weight, near = _normalised_blur(weight, weighted, radius, scale)
+    far_weight, far = _normalised_blur(weight, weighted, 4 * radius, scale)
+    far[far_weight <= 1e-3] = np.nan
+    spread = np.where((near_weight > 1e-3)[:, :, None], near, far)
+    return _upsample(spread, known.shape, scale)
+
+
+def _spread_backdrop(image: np.ndarray, known: np.ndarray, prior: np.ndarray, radius: int, scale: int) -> np.ndarray:
+    """Colours of definite-backdrop pixels extended to their surroundings by a local linear fit.
+
+    A plain normalised blur (a local mean) is biased wherever the backdrop has a gradient and the known pixels lie
+    on one side only: next to a subject standing in its cast shadow the known backdrop is all farther from the
+    subject, hence lighter, so the band got a backdrop several levels too light; the compositing equation turned
+    that into a faint alpha with a light colour (a grey line a few px outside the outline on a dark scene) and the
+    shading layer into too weak a contact shadow. So the brightness gradient is fitted too (normalised convolution
+    of first order, with a small ridge so that across a thin strip of known backdrop it falls back to the mean),
+    and the local mean colour is scaled along it, as a shadow or vignette scales the backdrop, to the pixel. Where
+    the known pixels are centred on the pixel the fit is the mean, so it is solved only where they are not (near
+    the subject and the image border).
+
+    image: uint8 (H, W, 3); known: bool (H, W); prior: float32 (H, W, 3) in [0, 255], used where nothing is known
+    nearby. Works at 1/scale resolution. Returns float32 (H, W, 3) in [0, 255].
+    """
+    weight, weighted = _downsample_known(image, known, scale)
+    height, width = weight.shape
+    # Centred coordinates keep the second moments well within float32 precision.
+    x = np.broadcast_to(np.arange(width, dtype=np.float32)[None, :] - width / 2, (height, width))
+    y = np.broadcast_to(np.arange(height, dtype=np.float32)[:, None] - height / 2, (height, width))
+    wx, wy, wl = weight * x, weight * y, weighted @ _LUMA
+    box = (2 * max(1, radius // scale) + 1,) * 2
+    geometry, luminance, colour = (
+        _blur_twice(cv2.merge(channels), box)
+        for channels in ((weight, wx, wy, wx * x), (wx * y, wy * y, wl * x, wl * y), (*cv2.split(weighted), wl))
+    )
+    epsilon = 1e-3  # the prior's weight: it only matters where no known pixel is within reach
+    low_prior = prior if scale == 1 else cv2.resize(prior, (width, height), interpolation=cv2.INTER_AREA)
+    total = geometry[:, :, 0]
+    spread = (colour[:, :, :3] + epsilon * low_prior) / (total + epsilon)[:, :, None]
+    offset = np.abs(geometry[:, :, 1] - x * total) + np.abs(geometry[:, :, 2] - y * total)
+    lopsided = (offset > 0.05 * total) & (total > 1e-4)
+    moments = np.concatenate([geometry[lopsided], luminance[lopsided], colour[lopsided]], axis=1)
+    fitted = np.clip(_linear_fit(moments, x[lopsided], y[lopsided]), 0.0, 255.0)
+    weight = moments[:, :1]
+    spread[lopsided] = (weight * fitted + epsilon * low_prior[lopsided]) / (weight + epsilon)
+    return _upsample(spread, known.shape, scale)
+
+
+def _blur_twice(values: np.ndarray, box: tuple[int, int]) -> np.ndarray:
+    """Two box passes: a tent kernel, O(1) per pixel."""
+    return cv2.blur(cv2.blur(values, box), box)
+
+
+def _linear_fit(moments: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """float32 (N, 3): the mean colour scaled along the fitted luminance gradient from the centroid to the pixel.
+
+    moments: float32 (N, 12) blurred w, wx, wy, wxx, wxy, wyy, wLx, wLy, wR, wG, wB, wL (w: known weight, L:
+    luminance); x, y: (N,) the pixels' coordinates in the same frame.
+    """
+    inverse = 1.0 / moments[:, 0]
+    cx, cy = moments[:, 1] * inverse, moments[:, 2] * inverse
+    ridge = 0.5  # (px at the working resolution)^2: across a known strip this thin, no gradient is fitted
+    vxx = moments[:, 3] * inverse - cx * cx + ridge
+    vxy = moments[:, 4] * inverse - cx * cy
+    vyy = moments[:, 5] * inverse - cy * cy + ridge
+    mean_luminance = moments[:, 11] * inverse
+    bx = moments[:, 6] * inverse - cx * mean_luminance
+    by = moments[:, 7] * inverse - cy * mean_luminance
+    determinant = np.maximum(vxx * vyy - vxy * vxy, ridge * ridge)
+    dx, dy = x - cx, y - cy
+    change = (bx * (vyy * dx - vxy * dy) + by * (vxx * dy - vxy * dx)) / determinant
+    ratio = np.maximum(1.0 + change / np.maximum(mean_luminance, 1.0), 0.0)
+    return moments[:, 8:11] * (inverse * ratio)[:, None]
+
+
+def _downsample_known(image: np.ndarray, known: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weight float32 (h, w), weighted colours float32 (h, w, 3)): the known pixels' indicator and colours (0
+    elsewhere), area-averaged to 1/scale resolution."""
     weight = known.astype(np.float32)
-    weighted = pixels * weight[:, :, None]
+    weighted = cv2.bitwise_and(image, image, mask=known.view(np.uint8)).astype(np.float32)
     if scale > 1:
-        size = (width // scale, height // scale)
+        size = (known.shape[1] // scale, known.shape[0] // scale)
         weight = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
         weighted = cv2.resize(weighted, size, interpolation=cv2.INTER_AREA)
+    return weight, weighted
+
+
+def _normalised_blur(
+    weight: np.ndarray, weighted: np.ndarray, radius: int, scale: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(blurred weight, weighted mean): two box passes, a tent kernel, O(1) per pixel; the mean is meaningless where
+    the blurred weight is ~0."""
     box = (2 * max(1, radius // scale) + 1,) * 2
-    for _ in range(2):  # two box passes: a tent kernel, smooth and O(1) per pixel
+    for _ in range(2):
         weight = cv2.blur(weight, box)
         weighted = cv2.blur(weighted, box)
-    if scale > 1:
-        weight = cv2.resize(weight, (width, height), interpolation=cv2.INTER_LINEAR)
-        weighted = cv2.resize(weighted, (width, height), interpolation=cv2.INTER_LINEAR)
-    if prior is None:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(weight[:, :, None] > 1e-3, weighted / weight[:, :, None], np.nan).astype(np.float32)
-    epsilon = 1e-3  # the prior's weight: it only matters where no known pixel is within reach
-    return (weighted + epsilon * prior) / (weight[:, :, None] + epsilon)
+    return weight, weighted / np.maximum(weight, 1e-3)[:, :, None]
+
+
+def _upsample(values: np.ndarray, shape: tuple[int, int], scale: int) -> np.ndarray:
+    if scale == 1:
+        return values
+    return cv2.resize(values, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def _estimate_alpha(
@@ -339,6 +431,12 @@ def _estimate_alpha(
     reliable = np.isfinite(contrast_power) & (contrast_power > max(_MIN_CONTRAST_LEVELS, 8 * noise) ** 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         estimate = np.einsum("ij,ij->i", observed - bg, contrast) / contrast_power
+    # Pixel noise projected on F - B is an alpha error of noise / |F - B| (3 * noise: the level is measured on the
+    # 3x3-averaged image). Estimates that close to either end are that end: without this, the noise of a shadowed
+    # backdrop beside the outline (darker, so nearer F) came out as specks of faint alpha outside the subject.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snap = np.clip(_SNAP_NOISE_UNITS * 3.0 * noise / np.sqrt(contrast_power), _SNAP, _MAX_SNAP)
+    estimate = np.where(estimate < snap, 0.0, np.where(estimate > 1.0 - snap, 1.0, estimate))
     alpha[band] = np.where(reliable, estimate, 0.5)
     if not reliable.all():
         coarse = _guided(image, np.where(trimap.subject, 1.0, 0.0).astype(np.float32), 2 * trimap.band_px, 1e-2)

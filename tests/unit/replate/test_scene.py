@@ -13,7 +13,7 @@ from tests.unit.replate.synthetic import gradient_rgb
 
 
 def test_public_surface_and_registry() -> None:
-    assert set(scene.__all__) == {"ENGINES", "Scene", "SceneEngine", "SceneSpec", "make_scene"}
+    assert set(scene.__all__) == {"ENGINES", "Scene", "SceneEngine", "SceneSpec", "check_scene_sources", "make_scene"}
     assert {name: engine.name for name, engine in ENGINES.items()} == {
         "color": "color",
         "reference": "reference",
@@ -135,3 +135,82 @@ def test_studio_backdrop_is_smooth_not_noise() -> None:
     assert fine_detail < 8  # film grain only; structure is low-frequency
     row_means = plate.mean(axis=(1, 2))
     assert np.abs(np.diff(row_means)).max() < 6  # no hard horizon line
+
+
+# Prompts whose colour words must come out as a photographic backdrop; the CSS value is a display primary.
+COLOUR_PROMPTS = ["deep blue moody studio", "red", "blue", "lime", "yellow", "magenta", "teal", "black", "white"]
+OTHER_PROMPTS = [
+    "white marble",
+    "modern kitchen counter with morning light",
+    "sunset beach",
+    "green forest",
+    "navy night",
+    "purple velvet",
+    "bright studio",
+    "dark studio",
+    "neon",
+    "a photo of something",
+]
+
+
+def _hsv(rgb: np.ndarray) -> np.ndarray:
+    """float (H, W, 3): hue in degrees [0, 360), saturation and value in [0, 1]."""
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL).astype(float)
+    return hsv * np.array([360.0 / 256.0, 1 / 255.0, 1 / 255.0])
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(float) @ np.array([0.299, 0.587, 0.114])
+
+
+@pytest.mark.parametrize("prompt", COLOUR_PROMPTS)
+def test_colour_words_give_a_paper_backdrop_not_a_display_primary(prompt: str) -> None:
+    # Before: every primary had saturation 1.0 ("deep blue moody" a flat (0, 0, 158)), "black" was pitch black and
+    # "white" clipped at 255.
+    hsv = _hsv(make_scene(SceneSpec(prompt=prompt, seed=3), 240, 160).rgb)
+    saturation, value = hsv[:, :, 1], hsv[:, :, 2]
+    assert np.percentile(saturation, 99) <= 0.8
+    assert value.mean() >= 0.12  # black is a charcoal paper, not a hole
+    assert np.percentile(value, 99.9) <= 0.97  # white rolls off instead of clipping
+
+
+@pytest.mark.parametrize(("prompt", "hue"), [("red", 0), ("yellow", 60), ("lime", 120), ("teal", 180), ("blue", 225)])
+def test_colour_words_keep_their_hue(prompt: str, hue: float) -> None:
+    rgb = make_scene(SceneSpec(prompt=prompt, seed=3), 240, 160).rgb
+    wall = rgb[30:80].reshape(-1, 3).mean(axis=0).astype(np.uint8)
+    measured = _hsv(wall[None, None, :])[0, 0, 0]
+    assert abs((measured - hue + 180) % 360 - 180) < 20
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("prompt", COLOUR_PROMPTS + OTHER_PROMPTS)
+def test_floor_and_horizon_stay_visible(prompt: str, seed: int) -> None:
+    # The horizon is drawn at 59-65 % of the height; bands well above and below it must differ visibly.
+    # Before: "deep blue moody studio" differed by 4 levels, "black" by 0, "sunset beach" by 8 %.
+    luminance = _luminance(make_scene(SceneSpec(prompt=prompt, seed=seed), 240, 160).rgb)
+    wall, floor = luminance[70:83].mean(), luminance[115:128].mean()
+    assert abs(wall - floor) >= 12
+    assert abs(wall - floor) >= 0.15 * max(wall, floor)
+
+
+def test_light_words_grade_the_colour() -> None:
+    def render(prompt: str) -> np.ndarray:
+        return make_scene(SceneSpec(prompt=prompt, seed=3), 240, 160).rgb
+
+    plain, moody, bright = (
+        render("deep blue studio"),
+        render("deep blue moody studio"),
+        render("deep blue bright studio"),
+    )
+    assert _luminance(moody).mean() < 0.8 * _luminance(plain).mean() < 0.8 * _luminance(bright).mean()
+    for graded in (moody, bright):  # still the same blue
+        wall = graded[30:80].reshape(-1, 3).mean(axis=0).astype(np.uint8)
+        assert abs(_hsv(wall[None, None, :])[0, 0, 0] - 225) < 20
+    # Low key: a pool of light behind the subject, falling off into a dark vignette.
+    luminance = _luminance(moody)
+    pool, corners = luminance[50:100, 90:150].mean(), np.mean([luminance[:16, :16].mean(), luminance[:16, -16:].mean()])
+    assert pool > 2 * corners
+    # Morning light: lighter and warmer than the neutral sweep.
+    neutral, morning = render("studio").astype(float), render("studio in the morning").astype(float)
+    assert _luminance(morning).mean() > _luminance(neutral).mean()
+    assert (morning[:, :, 0] - morning[:, :, 2]).mean() > (neutral[:, :, 0] - neutral[:, :, 2]).mean() + 8
