@@ -20,15 +20,16 @@ from gateway.db import create_engine, create_sessionmaker, utcnow
 from gateway.deps import Services
 from gateway.errors import install_error_handlers
 from gateway.fetch import Resolver
+from gateway.idempotency import delete_expired_keys
 from gateway.metrics import Metrics
 from gateway.predictions import PredictionWorker
 from gateway.routes import ROUTERS
 from gateway.settings import Settings
-from gateway.storage import LocalStorage
+from gateway.storage import create_storage
 from gateway.triton import Pipelines, TritonPipelines
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-STALE_HOLD_SWEEP_S = 60.0
+HOUSEKEEPING_INTERVAL_S = 60.0
 log = logging.getLogger("replate.gateway")
 
 
@@ -47,12 +48,12 @@ def create_app(
             engine=engine,
             sessions=create_sessionmaker(engine),
             triton=triton,
-            storage=LocalStorage(settings.outputs_dir),
+            storage=create_storage(settings),
             metrics=Metrics.create(),
             resolver=resolver,
         )
         services: Services = app.state.services
-        tasks = [asyncio.create_task(_sweep_stale_holds(services))]
+        tasks = [asyncio.create_task(_keep_house(services))]
         tasks += [
             asyncio.create_task(PredictionWorker(services).run_forever()) for _ in range(settings.prediction_workers)
         ]
@@ -80,18 +81,23 @@ def create_app(
     return app
 
 
-async def _sweep_stale_holds(services: Services) -> None:
-    """Release holds left by a gateway that died mid-request, at start and then every minute."""
-    max_age = timedelta(seconds=services.settings.triton_timeout_s + STALE_HOLD_SWEEP_S)
+async def _keep_house(services: Services) -> None:
+    """At start and then every minute: release holds left by a gateway that died mid-request, delete outputs past
+    their retention and forget expired idempotency keys."""
+    max_hold_age = timedelta(seconds=services.settings.triton_timeout_s + HOUSEKEEPING_INTERVAL_S)
     while True:
         try:
             async with services.sessions.begin() as session:
-                released = await release_stale_holds(session, utcnow() - max_age)
+                released = await release_stale_holds(session, utcnow() - max_hold_age)
+                await delete_expired_keys(session)
+            deleted = await services.storage.delete_older_than(services.settings.output_retention_s)
             if released:
                 log.warning("released %d stale credit hold(s)", released)
-        except Exception:  # the sweeper must outlive a database hiccup; it retries on the next round
-            log.exception("stale-hold sweep failed")
-        await asyncio.sleep(STALE_HOLD_SWEEP_S)
+            if deleted:
+                log.info("deleted %d expired output(s)", deleted)
+        except Exception:  # housekeeping must outlive a database hiccup; it retries on the next round
+            log.exception("housekeeping failed")
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
 
 
 class RequestContextMiddleware:

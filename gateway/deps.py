@@ -13,7 +13,7 @@ from gateway.auth import authenticate
 from gateway.fetch import FetchPolicy, Resolver
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.storage import LocalStorage
+from gateway.storage import Storage
 from gateway.triton import Pipelines
 from replate.imageio import ImageLimits
 
@@ -26,7 +26,7 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     triton: Pipelines
-    storage: LocalStorage
+    storage: Storage
     metrics: Metrics
     resolver: Resolver | None = None
     """DNS for image URLs; None means the system resolver (tests pass a stub)."""

@@ -17,12 +17,15 @@ import anyio
 from fastapi import Request, Response
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import IdempotencyKey, as_utc, utcnow
 from gateway.deps import Services
 from gateway.errors import IdempotencyKeyReused
 from replate.errors import InvalidRequest
 
+KEY_TTL_S = 24 * 3600
+"""A key is remembered this long; a retry later than that runs as a new request."""
 REPLAYED_HEADERS = ("content-type", "x-credits-charged", "x-width", "x-height", "x-engines", "location")
 POLL_INTERVAL_S = 0.1
 MAX_KEY_LENGTH = 255
@@ -111,3 +114,9 @@ async def _forget(services: Services, account_id: int, key: str) -> None:
         await session.execute(
             delete(IdempotencyKey).where(IdempotencyKey.account_id == account_id, IdempotencyKey.key == key)
         )
+
+
+async def delete_expired_keys(session: AsyncSession) -> int:
+    cutoff = utcnow() - timedelta(seconds=KEY_TTL_S)
+    result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
+    return result.rowcount or 0

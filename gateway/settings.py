@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,11 +35,26 @@ class Settings(BaseSettings):
     """Host names or CIDR networks that image URLs may reach although they are private (e.g. an internal MinIO)."""
     url_connect_timeout_s: float = Field(5.0, gt=0)
     url_read_timeout_s: float = Field(15.0, gt=0)
+    storage: Literal["local", "s3"] = "local"
+    output_url_ttl_s: float = Field(24 * 3600, gt=0)
+    """How long an output URL works."""
+    output_retention_s: float = Field(24 * 3600, gt=0)
+    """Local outputs older than this are deleted (S3: use a bucket lifecycle rule)."""
+    url_signing_secret: str = ""
+    """HMAC key of local output URLs; empty means a random key kept in <data_dir>. Set it when replicas share a
+    storage folder, so that any replica can serve any URL."""
+    s3_bucket: str = ""
+    s3_prefix: str = "outputs/"
+    s3_endpoint_url: str = ""
+    """For MinIO and other S3-compatible stores; empty means AWS."""
+    s3_region: str = ""
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{self.data_dir / 'replate.db'}")
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ValueError("REPLATE_S3_BUCKET is required when REPLATE_STORAGE=s3")
         return self
 
     @property

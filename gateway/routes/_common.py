@@ -39,7 +39,7 @@ def base_url(request: Request, services: Services) -> str:
 
 def output_urls(request: Request, services: Services, names: list[str]) -> list[str]:
     base = base_url(request, services)
-    return [f"{base}/v1/outputs/{name}" for name in names]
+    return [services.storage.url_for(name, base) for name in names]
 
 
 def delivered_outputs(request: Request, services: Services, delivered: Delivered) -> list[str]:

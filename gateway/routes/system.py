@@ -9,7 +9,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.credits import get_balance
 from gateway.db import ping
 from gateway.deps import AccountDep, Services, ServicesDep
+from gateway.errors import NotFound
 from gateway.schemas import CreditsResponse, ErrorBody
+from gateway.storage import EXPIRED, LocalStorage
 from replate.imageio import content_type
 
 router = APIRouter()
@@ -28,9 +30,11 @@ async def credits(services: ServicesDep, account_id: AccountDep) -> CreditsRespo
     response_class=FileResponse,
     responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}, 404: {"model": ErrorBody}},
 )
-async def output_file(name: str, services: ServicesDep) -> FileResponse:
-    """An output image. The URL itself is the credential (unguessable); no API key is needed."""
-    path = services.storage.path_of(name)
+async def output_file(name: str, services: ServicesDep, expires: int = 0, sig: str = "") -> FileResponse:
+    """An output image behind a signed, expiring URL: the URL is the credential, no API key is needed."""
+    if not isinstance(services.storage, LocalStorage):
+        raise NotFound(EXPIRED)  # other stores hand out their own URLs
+    path = services.storage.open(name, expires, sig)
     return FileResponse(path, media_type=content_type(path.suffix.lstrip(".")))
 
 

@@ -196,6 +196,15 @@ async def test_request_id_is_echoed_and_system_endpoints_answer(client) -> None:
     assert {"/v1/image/replace-background", "/v1/remove-background", "/v1/credits"} <= set(spec["paths"])
 
 
-async def test_unknown_output_is_404(client) -> None:
-    response = await client.get("/v1/outputs/" + "a" * 43 + ".png")
-    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+async def test_output_urls_are_signed(client, make_key, studio_png) -> None:
+    key = await make_key(100)
+    body = {"image_url": data_url(studio_png), "bg_color": "#ffffff"}
+    url = httpx.URL(
+        (await client.post("/v1/image/replace-background", json=body, headers=auth(key))).json()["output_url"]
+    )
+    assert (await client.get(url)).status_code == 200
+    forged = url.copy_set_param("sig", "0" * 64)
+    longer = url.copy_set_param("expires", str(int(url.params["expires"]) + 3600))
+    for bad in (url.copy_with(query=None), forged, longer, url.copy_with(path="/v1/outputs/" + "a" * 43 + ".png")):
+        response = await client.get(bad)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
