@@ -21,6 +21,7 @@ from gateway.deps import Services
 from gateway.errors import install_error_handlers
 from gateway.fetch import Resolver
 from gateway.idempotency import delete_expired_keys
+from gateway.logs import request_id_var
 from gateway.metrics import Metrics
 from gateway.predictions import PredictionWorker
 from gateway.routes import ROUTERS
@@ -31,6 +32,7 @@ from gateway.triton import Pipelines, TritonPipelines
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 HOUSEKEEPING_INTERVAL_S = 60.0
 log = logging.getLogger("replate.gateway")
+access_log = logging.getLogger("replate.access")
 
 
 def create_app(
@@ -113,6 +115,7 @@ class RequestContextMiddleware:
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id_var.set(request_id)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         services: Services = scope["app"].state.services
@@ -127,8 +130,21 @@ class RequestContextMiddleware:
                     async with services.sessions() as session:
                         headers["x-remaining-credits"] = str((await get_balance(session, account_id)).available)
                 route = getattr(scope.get("route"), "path", "unmatched")
+                elapsed_s = time.perf_counter() - started
                 services.metrics.requests.labels(route, str(message["status"])).inc()
-                services.metrics.request_latency.labels(route).observe(time.perf_counter() - started)
+                services.metrics.request_latency.labels(route).observe(elapsed_s)
+                access_log.info(
+                    "%s %s %d",
+                    scope["method"],
+                    scope["path"],
+                    message["status"],
+                    extra={
+                        "status": message["status"],
+                        "duration_ms": round(elapsed_s * 1000, 1),
+                        "account_id": account_id,
+                        "route": route,
+                    },
+                )
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from gateway.db import PREDICTION_STATUSES, CreditEntry, Prediction
 
 LATENCY_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 
@@ -16,6 +21,9 @@ class Metrics:
     request_latency: Histogram
     credits_charged: Counter
     triton_latency: Histogram
+    holds_outstanding: Gauge
+    credits_held: Gauge
+    predictions: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -42,4 +50,28 @@ class Metrics:
                 buckets=LATENCY_BUCKETS_S,
                 registry=registry,
             ),
+            holds_outstanding=Gauge(
+                "replate_credit_holds_outstanding", "Credit holds not yet captured or released", registry=registry
+            ),
+            credits_held=Gauge("replate_credits_held", "Credits reserved by holds in flight", registry=registry),
+            predictions=Gauge(
+                "replate_predictions", "Predictions by status (starting = queue depth)", ["status"], registry=registry
+            ),
         )
+
+    async def refresh_from_database(self, session: AsyncSession) -> None:
+        """Set the gauges that describe database state (called when metrics are scraped)."""
+        settlement = aliased(CreditEntry)
+        count, held = (
+            await session.execute(
+                select(func.count(CreditEntry.id), func.coalesce(func.sum(CreditEntry.amount), 0))
+                .outerjoin(settlement, settlement.hold_id == CreditEntry.id)
+                .where(CreditEntry.kind == "hold", settlement.id.is_(None))
+            )
+        ).one()
+        self.holds_outstanding.set(count)
+        self.credits_held.set(held)
+        rows = await session.execute(select(Prediction.status, func.count()).group_by(Prediction.status))
+        by_status = {status: total for status, total in rows}
+        for status in PREDICTION_STATUSES:
+            self.predictions.labels(status).set(by_status.get(status, 0))

@@ -14,6 +14,7 @@ import uvicorn
 
 from gateway.admin import ensure_demo_key
 from gateway.app import create_app
+from gateway.logs import configure_logging
 from gateway.migrate import upgrade_database
 from gateway.settings import Settings
 from gateway.tritonserver import TritonServer
@@ -24,7 +25,7 @@ DEMO_CREDITS = 1000
 
 
 def serve(settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.database_url)
     _announce_demo_key(settings)
@@ -40,7 +41,12 @@ def serve(settings: Settings) -> int:
             settings = settings.model_copy(update={"triton_url": triton.grpc_url})
             log.info("tritonserver ready: gRPC %s, HTTP %s", triton.grpc_url, triton.http_url)
         config = uvicorn.Config(
-            create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info", lifespan="on"
+            create_app(settings),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,  # ours (configure_logging) stays in charge
+            access_log=False,  # replate.access logs each request, with its request id
+            lifespan="on",
         )
         uvicorn.Server(config).run()
     finally:

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     """Host names or CIDR networks that image URLs may reach although they are private (e.g. an internal MinIO)."""
     url_connect_timeout_s: float = Field(5.0, gt=0)
     url_read_timeout_s: float = Field(15.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
     storage: Literal["local", "s3"] = "local"
     output_url_ttl_s: float = Field(24 * 3600, gt=0)
     """How long an output URL works."""

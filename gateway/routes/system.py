@@ -58,6 +58,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 @router.get("/metrics", tags=["system"], response_class=Response)
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus metrics."""
+    async with services.sessions() as session:
+        await services.metrics.refresh_from_database(session)
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

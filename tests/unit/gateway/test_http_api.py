@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import logging
 
 import httpx
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from PIL import Image
 
 from gateway.app import create_app
+from gateway.logs import JsonFormatter
 from replate.errors import Unavailable
 from tests.conftest import data_url
 from tests.unit.gateway.conftest import auth, running_client
@@ -208,3 +211,31 @@ async def test_output_urls_are_signed(client, make_key, studio_png) -> None:
     for bad in (url.copy_with(query=None), forged, longer, url.copy_with(path="/v1/outputs/" + "a" * 43 + ".png")):
         response = await client.get(bad)
         assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+async def test_metrics_describe_requests_credits_and_predictions(client, make_key, studio_png) -> None:
+    key = await make_key(100)
+    body = {"image_url": data_url(studio_png), "bg_color": "#ffffff", "num_outputs": 2}
+    assert (await client.post("/v1/image/replace-background", json=body, headers=auth(key))).status_code == 200
+    text = (await client.get("/metrics")).text
+    assert 'replate_http_requests_total{route="/v1/image/replace-background",status="200"} 1.0' in text
+    assert 'replate_credits_charged_total{operation="replace_background"} 10.0' in text
+    assert "replate_credit_holds_outstanding 0.0" in text
+    assert 'replate_predictions{status="starting"} 0.0' in text
+    assert 'replate_triton_request_duration_seconds_count{model="replace_background"} 1.0' in text
+
+
+async def test_access_logs_are_json_with_the_request_id(client) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("replate.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        await client.get("/healthz", headers={"x-request-id": "trace-me-12345"})
+    finally:
+        access.removeHandler(handler)
+    entry = json.loads(stream.getvalue().splitlines()[-1])
+    assert entry["request_id"] == "trace-me-12345" and entry["status"] == 200 and entry["route"] == "/healthz"
+    assert entry["message"] == "GET /healthz 200" and entry["duration_ms"] >= 0
