@@ -25,6 +25,17 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class RemoveBgError(BaseModel):
+    title: str
+    code: str
+
+
+class RemoveBgErrorBody(BaseModel):
+    """remove.bg's error shape, used by /v1.0/removebg only."""
+
+    errors: list[RemoveBgError]
+
+
 class ReplaceBackgroundRequest(Strict):
     image_url: str = Field(description="The photo: an http(s) URL, a data URL (data:image/jpeg;base64,...) or base64.")
     scene_prompt: str | None = Field(None, max_length=2000, description="Describes the new scene.")

@@ -60,7 +60,7 @@ class LocalStorage:
 
     def open(self, key: str, expires: int, signature: str) -> Path:
         """The file behind a signed URL; NotFound for a bad signature, an expired link or a deleted file."""
-        valid = hmac.compare_digest(self._signature(key, expires), signature)
+        valid = hmac.compare_digest(self._signature(key, expires).encode(), signature.encode())
         path = self.root / key
         if not (valid and _NAME.match(key) and expires >= time.time() and path.is_file()):
             raise NotFound(EXPIRED)

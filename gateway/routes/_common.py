@@ -15,6 +15,7 @@ from gateway.schemas import ErrorBody
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
+        400: "invalid_request: the body is not valid JSON or form data",
         401: "unauthorized",
         404: "not_found",
         406: "insufficient_credits",

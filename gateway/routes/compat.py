@@ -17,17 +17,31 @@ from gateway.deps import AccountDep, Services, ServicesDep
 from gateway.idempotency import run_idempotent
 from gateway.images import InputImage, image_from_bytes
 from gateway.routes._common import ERRORS, image_headers, json_response, request_id
-from gateway.schemas import BgReplaceBase64Response, BgReplaceRequest, Strict
+from gateway.schemas import BgReplaceBase64Response, BgReplaceRequest, RemoveBgErrorBody, Strict
 from replate.errors import ImageTooLarge, InvalidRequest
 from replate.imageio import content_type
 from replate.pipeline import RemoveOptions, ReplaceOptions
 
-router = APIRouter(responses=ERRORS, tags=["compatible"])
+router = APIRouter(tags=["compatible"])
+REMOVEBG_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": RemoveBgErrorBody, "description": description}
+    for status, description in {
+        400: "invalid parameters or image (code: invalid_request, image_corrupt, image_too_large, ...)",
+        402: "insufficient_credits",
+        403: "unauthorized",
+        500: "internal",
+        503: "unavailable (with Retry-After)",
+        504: "timeout",
+    }.items()
+}
 
 
 @router.post(
     "/v1/bg-replace",
-    responses={200: {"content": {"image/jpeg": {}, "application/json": {}}, "description": "The image (or base64)."}},
+    responses={
+        **ERRORS,
+        200: {"content": {"image/jpeg": {}, "application/json": {}}, "description": "The image (or base64)."},
+    },
     response_model=BgReplaceBase64Response,
 )
 async def bg_replace(
@@ -118,7 +132,10 @@ _HEX_WITHOUT_HASH = re.compile(r"^[0-9a-fA-F]{3}([0-9a-fA-F]{3})?$")
 
 @router.post(
     "/v1.0/removebg",
-    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "The cutout."}},
+    responses={
+        **REMOVEBG_ERRORS,
+        200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "The cutout."},
+    },
     openapi_extra=REMOVEBG_BODY,
 )
 async def removebg(request: Request, services: ServicesDep, account_id: AccountDep) -> Response:
