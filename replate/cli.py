@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway.settings import Settings
+from replate.errors import ReplateError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -16,7 +17,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ReplateError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
