@@ -59,9 +59,11 @@ async def replace_background(
     scene_image: InputImage | None,
     options: ReplaceOptions,
     store: bool,
+    harmonize: float = 0.0,
     price: int | None = None,
 ) -> Delivered:
     """`price` defaults to the replace-background price per output; remove.bg's background option passes its own."""
+    check_replace(options, scene_image, harmonize)
     return await _run_charged(
         services,
         account_id,

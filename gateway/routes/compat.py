@@ -70,7 +70,6 @@ async def bg_replace(
             ip_adapter_weight=body.ip_adapter_weight,
             **operations.limits_for_pipeline(services),
         )
-        operations.check_replace(options, scene_image)
         delivered = await operations.replace_background(
             services,
             account_id,

@@ -47,7 +47,6 @@ async def replace_background(
             negative_prompt=body.negative_prompt,
             **operations.limits_for_pipeline(services),
         )
-        operations.check_replace(options, scene_image, body.harmonize)
         delivered = await operations.replace_background(
             services,
             account_id,
@@ -56,6 +55,7 @@ async def replace_background(
             scene_image=scene_image,
             options=options,
             store=not body.return_base64,
+            harmonize=body.harmonize,
         )
         outputs = delivered_outputs(request, services, delivered)
         info = delivered.output.info
