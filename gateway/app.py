@@ -75,6 +75,7 @@ def create_app(
         version="0.1.0",
         summary="Replace the background of a photo: true alpha matte, new scene, composite.",
         lifespan=lifespan,
+        max_body_size=max_body_bytes(settings),
     )
     install_error_handlers(app)
     for router in ROUTERS:
@@ -100,6 +101,12 @@ async def _keep_house(services: Services) -> None:
         except Exception:  # housekeeping must outlive a database hiccup; it retries on the next round
             log.exception("housekeeping failed")
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+
+
+def max_body_bytes(settings: Settings) -> int:
+    """Room for two base64 images (photo and reference scene) at the byte limit, plus the other fields: a bigger
+    body is refused with 413 before it is read."""
+    return 2 * (settings.max_image_bytes * 4 // 3 + 4) + 64 * 1024
 
 
 class RequestContextMiddleware:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -71,6 +72,33 @@ def http_status(error: ReplateError) -> int:
     return HTTP_STATUS.get(error.code, 500)
 
 
+GRPC_STATUS = {
+    "invalid_request": grpc.StatusCode.INVALID_ARGUMENT,
+    "conflicting_scene_sources": grpc.StatusCode.INVALID_ARGUMENT,
+    "image_corrupt": grpc.StatusCode.INVALID_ARGUMENT,
+    # Not OUT_OF_RANGE (meant for reads past the end of something that may grow): the input is wrong for good.
+    "image_too_large": grpc.StatusCode.INVALID_ARGUMENT,
+    "image_format_unsupported": grpc.StatusCode.INVALID_ARGUMENT,
+    "subject_not_found": grpc.StatusCode.INVALID_ARGUMENT,
+    "unauthorized": grpc.StatusCode.UNAUTHENTICATED,
+    "insufficient_credits": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "rate_limited": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "url_forbidden": grpc.StatusCode.INVALID_ARGUMENT,
+    "url_fetch_failed": grpc.StatusCode.INVALID_ARGUMENT,
+    "idempotency_key_reused": grpc.StatusCode.INVALID_ARGUMENT,
+    "timeout": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "overloaded": grpc.StatusCode.UNAVAILABLE,
+    "internal": grpc.StatusCode.INTERNAL,
+}
+"""The gRPC status of each code (the machine code itself travels in the `x-error-code` trailing metadata)."""
+
+
+def grpc_status(error: ReplateError) -> grpc.StatusCode:
+    return GRPC_STATUS.get(error.code, grpc.StatusCode.INTERNAL)
+
+
 REMOVEBG_PATH = "/v1.0/removebg"
 REMOVEBG_STATUS = {"unauthorized": 403, "insufficient_credits": 402, "not_found": 404, "rate_limited": 429}
 """remove.bg's own statuses: 403 for a bad key, 402 for no credits, 400 for any other client error."""
@@ -106,7 +134,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "invalid_request"}.get(exc.status_code, "invalid_request")
+    code = {404: "not_found", 413: "image_too_large"}.get(exc.status_code, "invalid_request")
     return error_response(request, code, str(exc.detail), exc.status_code)
 
 

@@ -239,3 +239,13 @@ async def test_access_logs_are_json_with_the_request_id(client) -> None:
     entry = json.loads(stream.getvalue().splitlines()[-1])
     assert entry["request_id"] == "trace-me-12345" and entry["status"] == 200 and entry["route"] == "/healthz"
     assert entry["message"] == "GET /healthz 200" and entry["duration_ms"] >= 0
+
+
+async def test_an_oversized_body_is_413_before_it_is_read(settings, make_key, pipelines) -> None:
+    app = create_app(settings.model_copy(update={"max_image_bytes": 1000}), pipelines=pipelines)
+    key = await make_key(20)
+    async with running_client(app) as client:
+        body = {"image_url": "A" * 10_000, "bg_color": "#ffffff"}
+        response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == 413 and response.json()["error"]["code"] == "image_too_large"
+    assert pipelines.calls == []
