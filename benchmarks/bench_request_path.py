@@ -55,7 +55,7 @@ async def measure(label: str, call: Callable[[], Awaitable[object]], requests: i
 async def run(args: argparse.Namespace, triton: TritonServer, data_dir: Path) -> None:
     rgb, _ = make_studio_shot(1250, 840, seed=1)
     jpeg = encode_image(rgb, "jpeg")
-    settings = Settings(data_dir=data_dir, triton_url=triton.grpc_url)
+    settings = Settings(data_dir=data_dir, triton_url=triton.grpc_url, grpc_port=0)
     await asyncio.to_thread(upgrade_database, settings.database_url)
     key = await create_key(settings, "bench", 10**9)
     body = {"image_url": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode(), **PARAMS}

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
@@ -20,8 +18,9 @@ from gateway.db import create_engine, create_sessionmaker, utcnow
 from gateway.deps import Services
 from gateway.errors import install_error_handlers
 from gateway.fetch import Resolver
+from gateway.grpc_api import start_grpc_server
 from gateway.idempotency import delete_expired_keys
-from gateway.logs import request_id_var
+from gateway.logs import start_request
 from gateway.metrics import Metrics
 from gateway.predictions import PredictionWorker
 from gateway.routes import ROUTERS
@@ -29,8 +28,8 @@ from gateway.settings import Settings
 from gateway.storage import create_storage
 from gateway.triton import Pipelines, TritonPipelines
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 HOUSEKEEPING_INTERVAL_S = 60.0
+GRPC_GRACE_S = 10.0
 log = logging.getLogger("replate.gateway")
 access_log = logging.getLogger("replate.access")
 
@@ -59,9 +58,12 @@ def create_app(
         tasks += [
             asyncio.create_task(PredictionWorker(services).run_forever()) for _ in range(settings.prediction_workers)
         ]
+        grpc_server = await start_grpc_server(services, settings.http_host, settings.grpc_port)
+        app.state.grpc_server = grpc_server
         try:
             yield
         finally:
+            await grpc_server.stop(GRPC_GRACE_S)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -120,9 +122,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        request_id_var.set(request_id)
+        request_id = start_request(dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1"))
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         services: Services = scope["app"].state.services

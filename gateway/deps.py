@@ -54,7 +54,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def _presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
     if x_api_key:
         return x_api_key.strip()
     if authorization and authorization.lower().startswith("bearer "):
@@ -69,7 +69,7 @@ async def get_account_id(
     x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> int:
     async with services.sessions() as session:
-        account_id = await authenticate(session, _presented_key(authorization, x_api_key))
+        account_id = await authenticate(session, presented_key(authorization, x_api_key))
     request.state.account_id = account_id  # read by the middleware that adds x-remaining-credits
     return account_id
 

@@ -1,4 +1,4 @@
-"""The gateway's error codes and the only table from a code to HTTP status; one handler renders them all.
+"""The gateway's error codes and the only tables from a code to HTTP and gRPC status; one handler renders them all.
 
 Pixel-level codes come from `replate.errors`; the codes below exist only at the service boundary.
 Every error body is `{"error": {"code": ..., "message": ...}}`, never a stack trace or an internal address.

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _STANDARD_FIELDS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def start_request(client_request_id: str | None) -> str:
+    """The request id of the request now being served: the client's (x-request-id) when it is well formed, else a
+    new one; later log lines of this task carry it."""
+    request_id = client_request_id if client_request_id and _CLIENT_REQUEST_ID.match(client_request_id) else None
+    request_id = request_id or uuid.uuid4().hex
+    request_id_var.set(request_id)
+    return request_id
 
 
 class JsonFormatter(logging.Formatter):

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -25,8 +25,10 @@ from gateway.db import Prediction, as_utc, utcnow
 from gateway.deps import Services
 from gateway.errors import NotFound, Timeout
 from gateway.images import InputImage
-from gateway.operations import data_urls
-from replate.errors import ReplateError, Unavailable
+from gateway.operations import data_urls, limits_for_pipeline
+from gateway.schemas import RunRequest
+from replate.errors import InvalidRequest, ReplateError, Unavailable
+from replate.pipeline import RemoveOptions, ReplaceOptions
 
 log = logging.getLogger("replate.predictions")
 RETRYABLE = (Unavailable, Timeout)
@@ -42,6 +44,27 @@ class Job:
     params: dict[str, Any]
     credits: int
     return_base64: bool
+
+
+def job_for(body: RunRequest, services: Services) -> Job:
+    """The job a /v1/run (or SubmitPrediction) request describes; refuses what the model does not take."""
+    limits = limits_for_pipeline(services)
+    if body.model == "background-change":
+        if not body.prompt:
+            raise InvalidRequest("prompt: required for model background-change")
+        options = ReplaceOptions(scene_prompt=body.prompt, seed=body.seed, output_format=body.output_format, **limits)
+        params = asdict(options)
+        price = services.settings.price_replace_background
+        model = "replace_background"
+    else:
+        if body.prompt:
+            raise InvalidRequest("prompt: model remove-background takes no prompt")
+        if body.output_format != "png":
+            raise InvalidRequest("output_format: a cutout keeps its transparency only as png")
+        params = asdict(RemoveOptions(**limits))
+        price = services.settings.price_remove_background
+        model = "remove_background"
+    return Job(model=model, params=params, credits=price, return_base64=body.return_base64)
 
 
 async def submit(services: Services, account_id: int, job: Job, image: InputImage, request_id: str) -> Prediction:

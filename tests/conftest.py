@@ -22,7 +22,7 @@ POSTGRES_URL = os.environ.get("REPLATE_TEST_POSTGRES_URL", "postgresql+asyncpg:/
 
 
 def _settings_for(tmp_path: Path, database_url: str = "") -> Settings:
-    settings = Settings(data_dir=tmp_path / "data", triton_url="127.0.0.1:1", database_url=database_url)
+    settings = Settings(data_dir=tmp_path / "data", triton_url="127.0.0.1:1", database_url=database_url, grpc_port=0)
     settings.data_dir.mkdir(parents=True)
     upgrade_database(settings.database_url)
     return settings

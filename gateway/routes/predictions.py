@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Request, Response
 
 from gateway import operations, predictions
@@ -12,8 +10,6 @@ from gateway.deps import AccountDep, Services, ServicesDep
 from gateway.idempotency import run_idempotent
 from gateway.routes._common import ERRORS, base_url, json_response, output_urls, request_id
 from gateway.schemas import PredictionError, PredictionResponse, RunRequest
-from replate.errors import InvalidRequest
-from replate.pipeline import RemoveOptions, ReplaceOptions
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["predictions"])
 
@@ -23,7 +19,7 @@ async def run(body: RunRequest, request: Request, services: ServicesDep, account
     """Start a prediction. Its credits are held now and charged only when it succeeds."""
 
     async def produce() -> Response:
-        job = _job_for(body, services)
+        job = predictions.job_for(body, services)
         image = await operations.read_image(services, body.image, "image")
         prediction = await predictions.submit(services, account_id, job, image, request_id(request))
         return json_response(_view(request, services, prediction), status_code=201)
@@ -48,26 +44,6 @@ async def cancel_prediction(
     """Cancel a prediction that has not finished; nothing is charged for it."""
     prediction = await predictions.cancel(services, account_id, prediction_id)
     return json_response(_view(request, services, prediction))
-
-
-def _job_for(body: RunRequest, services: Services) -> predictions.Job:
-    limits = operations.limits_for_pipeline(services)
-    if body.model == "background-change":
-        if not body.prompt:
-            raise InvalidRequest("prompt: required for model background-change")
-        options = ReplaceOptions(scene_prompt=body.prompt, seed=body.seed, output_format=body.output_format, **limits)
-        params = asdict(options)
-        price = services.settings.price_replace_background
-        model = "replace_background"
-    else:
-        if body.prompt:
-            raise InvalidRequest("prompt: model remove-background takes no prompt")
-        if body.output_format != "png":
-            raise InvalidRequest("output_format: a cutout keeps its transparency only as png")
-        params = asdict(RemoveOptions(**limits))
-        price = services.settings.price_remove_background
-        model = "remove_background"
-    return predictions.Job(model=model, params=params, credits=price, return_base64=body.return_base64)
 
 
 def _view(request: Request, services: Services, prediction: Prediction) -> PredictionResponse:

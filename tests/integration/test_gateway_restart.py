@@ -29,6 +29,7 @@ def start_gateway(data_dir: Path, port: int, triton: TritonServer, database_url:
         **os.environ,
         "REPLATE_DATA_DIR": str(data_dir),
         "REPLATE_HTTP_PORT": str(port),
+        "REPLATE_GRPC_PORT": "0",
         "REPLATE_TRITON_URL": triton.grpc_url,
         "REPLATE_DATABASE_URL": database_url,
         "REPLATE_PREDICTION_LEASE_S": "2",

@@ -20,7 +20,12 @@ pytestmark = pytest.mark.slow
 
 
 def start_serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "REPLATE_DATA_DIR": str(data_dir), "REPLATE_HTTP_PORT": str(port)}
+    env = {
+        **os.environ,
+        "REPLATE_DATA_DIR": str(data_dir),
+        "REPLATE_HTTP_PORT": str(port),
+        "REPLATE_GRPC_PORT": str(free_port()),
+    }
     env.pop("REPLATE_TRITON_URL", None)
     command = [sys.executable, "-m", "replate.cli", "serve"]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
