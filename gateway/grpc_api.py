@@ -40,7 +40,6 @@ from gateway.proto.replate.v1 import replate_pb2 as pb
 from gateway.proto.replate.v1 import replate_pb2_grpc
 from gateway.schemas import RemoveBackgroundRequest, ReplaceBackgroundRequest, RunRequest
 from replate.errors import ImageError, InvalidRequest, ReplateError
-from replate.pipeline import RemoveOptions, ReplaceOptions
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Replate"].full_name
 MIN_RECEIVE_BYTES = 256 * 1024 * 1024
@@ -125,16 +124,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
         )
         image = await self._image(request, "image")
         scene_image = await self._image(request, "scene_image") if request.HasField("scene_image") else None
-        options = ReplaceOptions(
-            scene_prompt=body.scene_prompt,
-            bg_color=body.bg_color,
-            seed=body.seed if body.seed is not None else operations.random_seed(),
-            preserve_shadow=body.preserve_shadow,
-            num_outputs=body.num_outputs,
-            output_format=body.output_format,
-            negative_prompt=body.negative_prompt,
-            **operations.limits_for_pipeline(self.services),
-        )
+        options = operations.replace_options(self.services, body)
         delivered = await operations.replace_background(
             self.services,
             caller.account_id,
@@ -169,9 +159,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
             output_format=_enum_text(pb.OutputFormat, request.output_format),
         )
         image = await self._image(request, "image")
-        options = RemoveOptions(
-            channels=body.channels, output_format=body.output_format, **operations.limits_for_pipeline(self.services)
-        )
+        options = operations.remove_options(self.services, body)
         delivered = await operations.remove_background(
             self.services, caller.account_id, caller.request_id, image=image, options=options, store=False
         )

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from gateway.credits import charge
 from gateway.deps import Services
 from gateway.images import InputImage, read_image_field
+from gateway.schemas import RemoveBackgroundRequest, ReplaceBackgroundRequest
 from gateway.triton import PipelineOutput
 from replate.errors import InvalidRequest
 from replate.imageio import content_type
@@ -42,6 +43,24 @@ def random_seed() -> int:
 
 def limits_for_pipeline(services: Services) -> dict[str, float | int]:
     return {"max_megapixels": services.limits.max_megapixels, "max_bytes": services.limits.max_bytes}
+
+
+def replace_options(services: Services, body: ReplaceBackgroundRequest) -> ReplaceOptions:
+    """The pipeline options a replace-background request (HTTP or gRPC) asks for; a random seed when it sent none."""
+    return ReplaceOptions(
+        scene_prompt=body.scene_prompt,
+        bg_color=body.bg_color,
+        seed=body.seed if body.seed is not None else random_seed(),
+        preserve_shadow=body.preserve_shadow,
+        num_outputs=body.num_outputs,
+        output_format=body.output_format,
+        negative_prompt=body.negative_prompt,
+        **limits_for_pipeline(services),
+    )
+
+
+def remove_options(services: Services, body: RemoveBackgroundRequest) -> RemoveOptions:
+    return RemoveOptions(channels=body.channels, output_format=body.output_format, **limits_for_pipeline(services))
 
 
 def check_replace(options: ReplaceOptions, scene_image: InputImage | None, harmonize: float = 0.0) -> None:

@@ -20,7 +20,6 @@ from gateway.schemas import (
 )
 from replate.errors import ImageTooLarge, InvalidRequest
 from replate.imageio import content_type
-from replate.pipeline import RemoveOptions, ReplaceOptions
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["images"])
 IDEMPOTENCY_DOC = "Idempotency-Key header: a retry with the same key and body is answered once and charged once."
@@ -37,16 +36,7 @@ async def replace_background(
         scene_image = None
         if body.scene_image_url:
             scene_image = await operations.read_image(services, body.scene_image_url, "scene_image_url")
-        options = ReplaceOptions(
-            scene_prompt=body.scene_prompt,
-            bg_color=body.bg_color,
-            seed=body.seed if body.seed is not None else operations.random_seed(),
-            preserve_shadow=body.preserve_shadow,
-            num_outputs=body.num_outputs,
-            output_format=body.output_format,
-            negative_prompt=body.negative_prompt,
-            **operations.limits_for_pipeline(services),
-        )
+        options = operations.replace_options(services, body)
         delivered = await operations.replace_background(
             services,
             account_id,
@@ -114,9 +104,7 @@ async def remove_background(request: Request, services: ServicesDep, account_id:
         image = image_from_bytes(uploaded, services.limits) if uploaded is not None else None
         if image is None:
             image = await operations.read_image(services, body.image, "image")
-        options = RemoveOptions(
-            channels=body.channels, output_format=body.output_format, **operations.limits_for_pipeline(services)
-        )
+        options = operations.remove_options(services, body)
         delivered = await operations.remove_background(
             services, account_id, request_id(request), image=image, options=options, store=False
         )
