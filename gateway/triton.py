@@ -56,8 +56,8 @@ class TritonPipelines:
             named["SCENE_IMAGE"] = scene_image
         inputs = []
         for name, value in named.items():
-            tensor = grpcclient.InferInput(name, [1], "BYTES")
-            tensor.set_data_from_numpy(np.array([value], dtype=np.object_))
+            tensor = grpcclient.InferInput(name, [1, 1], "BYTES")  # a batch of one request
+            tensor.set_data_from_numpy(np.array([[value]], dtype=np.object_))
             inputs.append(tensor)
         outputs = [grpcclient.InferRequestedOutput("IMAGES"), grpcclient.InferRequestedOutput("INFO")]
         try:

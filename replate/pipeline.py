@@ -1,13 +1,15 @@
 """The two products of replate as pure functions: encoded bytes in, encoded bytes out.
 
-Matting is passed in as a callable so that the same pipeline runs in-process (CLI, tests) and inside Triton,
-where it is a BLS call to the dynamically batched `matting` model.
+Each pipeline is written once, as steps: a generator that decodes, yields the image it needs a matte for, receives
+the Matte, and returns the result (sans-I/O, so nothing here knows where mattes come from). `run_steps` drives it
+with an in-process matting callable (CLI, tests); the Triton adapters drive a whole batch of them and ask the
+dynamically batched `matting` model for all their mattes at once.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
@@ -22,6 +24,8 @@ from replate.scene import SceneSpec, make_scene
 
 EstimateMatte = Callable[[np.ndarray], Matte]
 """image uint8 (H, W, 3) RGB -> Matte."""
+Steps = Generator[np.ndarray, Matte, "PipelineResult"]
+"""Yields the image uint8 (H, W, 3) RGB that needs a matte, is sent its Matte, returns the PipelineResult."""
 
 MAX_OUTPUTS = 4
 
@@ -92,16 +96,36 @@ def options_from_params(cls: type[Options], params: dict[str, Any]) -> Options:
     return cls(**params)
 
 
+def run_steps(steps: Steps, estimate_matte: EstimateMatte) -> PipelineResult:
+    """Drive a pipeline's steps to the end with an in-process matting callable."""
+    try:
+        image = next(steps)
+        while True:
+            image = steps.send(estimate_matte(image))
+    except StopIteration as finished:
+        return finished.value
+
+
 def replace_background(
     image: bytes, options: ReplaceOptions, estimate_matte: EstimateMatte, scene_image: bytes | None = None
 ) -> PipelineResult:
     """Lift the subject of `image` and put it in front of new scenes, one per output (seeds seed, seed+1, ...)."""
+    return run_steps(replace_background_steps(image, options, scene_image), estimate_matte)
+
+
+def remove_background(image: bytes, options: RemoveOptions, estimate_matte: EstimateMatte) -> PipelineResult:
+    """Cut the subject out: an RGBA image with true alpha, or the 8-bit matte alone (`channels="alpha"`)."""
+    return run_steps(remove_background_steps(image, options), estimate_matte)
+
+
+def replace_background_steps(image: bytes, options: ReplaceOptions, scene_image: bytes | None = None) -> Steps:
+    """The steps of `replace_background`."""
     timings: dict[str, float] = {}
     limits = ImageLimits(max_megapixels=options.max_megapixels, max_bytes=options.max_bytes)
     with _timed(timings, "decode"):
         decoded = decode_image(image, limits)
         reference = decode_image(scene_image, limits).rgb if scene_image is not None else None
-    matte = _matte_for(decoded, estimate_matte, timings)
+    matte = yield from _matte_for(decoded, timings)
     height, width = matte.alpha.shape
     images, scene_engine, notes = [], "", []
     for index in range(options.num_outputs):
@@ -121,13 +145,13 @@ def replace_background(
     return PipelineResult(images=images, info=info)
 
 
-def remove_background(image: bytes, options: RemoveOptions, estimate_matte: EstimateMatte) -> PipelineResult:
-    """Cut the subject out: an RGBA image with true alpha, or the 8-bit matte alone (`channels="alpha"`)."""
+def remove_background_steps(image: bytes, options: RemoveOptions) -> Steps:
+    """The steps of `remove_background`."""
     timings: dict[str, float] = {}
     limits = ImageLimits(max_megapixels=options.max_megapixels, max_bytes=options.max_bytes)
     with _timed(timings, "decode"):
         decoded = decode_image(image, limits)
-    matte = _matte_for(decoded, estimate_matte, timings)
+    matte = yield from _matte_for(decoded, timings)
     with _timed(timings, "encode"):
         pixels = matte.alpha if options.channels == "alpha" else cutout(decoded.rgb, matte)
         encoded = encode_image(pixels, options.output_format)
@@ -142,11 +166,11 @@ def matte_from_input_alpha(decoded: DecodedImage) -> Matte | None:
     return Matte(alpha=decoded.alpha, foreground=decoded.rgb, shading=None, engine="input-alpha", timings_ms={})
 
 
-def _matte_for(decoded: DecodedImage, estimate_matte: EstimateMatte, timings: dict[str, float]) -> Matte:
+def _matte_for(decoded: DecodedImage, timings: dict[str, float]) -> Generator[np.ndarray, Matte, Matte]:
     matte = matte_from_input_alpha(decoded)
     if matte is None:
         with _timed(timings, "matting"):
-            matte = estimate_matte(decoded.rgb)
+            matte = yield decoded.rgb
     return matte
 
 
@@ -178,7 +202,11 @@ __all__ = [
     "PipelineResult",
     "RemoveOptions",
     "ReplaceOptions",
+    "Steps",
     "options_from_params",
     "remove_background",
+    "remove_background_steps",
     "replace_background",
+    "replace_background_steps",
+    "run_steps",
 ]

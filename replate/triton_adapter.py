@@ -6,15 +6,19 @@ a unit test of its own: the logic lives in the pure `replate` modules it forward
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from replate.errors import InvalidRequest, ReplateError, format_error, parse_error
+from replate.errors import InvalidRequest, ReplateError, Unavailable, format_error, parse_error
 from replate.matting import Matte
+from replate.pipeline import PipelineResult, Steps
 
 
 def answer_each(requests: list[Any], handle: Callable[[Any], list[Any]]) -> list[Any]:
@@ -62,29 +66,93 @@ def json_tensor(name: str, value: dict[str, Any]) -> Any:
     return bytes_tensor(name, [json.dumps(value).encode()])
 
 
-def matte_from_model(model_name: str) -> Callable[[np.ndarray], Matte]:
-    """A matting callable that asks the `model_name` Triton model through BLS (dynamically batched there)."""
+def models_dir() -> Path:
+    """Where `replate models pull` put the weights: REPLATE_MODELS_DIR, which `replate serve` sets for the Triton it
+    starts (set it yourself in the environment of any other Triton that serves this repository)."""
+    try:
+        return Path(os.environ["REPLATE_MODELS_DIR"])
+    except KeyError:
+        raise Unavailable("REPLATE_MODELS_DIR is not set in Triton's environment: point it at the weights") from None
 
-    def estimate(image: np.ndarray) -> Matte:
+
+def segment_with_model(model_name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A segmenter callable, float32 (N, 3, 320, 320) -> (N, 320, 320), that asks the `model_name` Triton model
+    through BLS, where concurrent requests are batched into one ONNX Runtime call."""
+
+    def segment(batch: np.ndarray) -> np.ndarray:
         request = pb_utils.InferenceRequest(
             model_name=model_name,
-            inputs=[pb_utils.Tensor("IMAGE", image[np.newaxis])],
-            requested_output_names=["ALPHA", "FOREGROUND", "SHADING", "INFO"],
+            inputs=[pb_utils.Tensor("IMAGE", np.ascontiguousarray(batch, dtype=np.float32))],
+            requested_output_names=["MASK"],
         )
         response = request.exec()
         if response.has_error():
             raise parse_error(response.error().message())
+        return pb_utils.get_output_tensor_by_name(response, "MASK").as_numpy()
 
-        def output(name: str) -> np.ndarray:
-            return pb_utils.get_output_tensor_by_name(response, name).as_numpy()
+    return segment
 
-        info = json.loads(bytes(output("INFO").reshape(-1)[0]))
-        return Matte(
-            alpha=output("ALPHA")[0],
-            foreground=output("FOREGROUND")[0],
-            shading=output("SHADING")[0] if info["has_shading"] else None,
-            engine=info["engine"],
-            timings_ms=info["timings_ms"],
-        )
 
-    return estimate
+async def answer_batch(requests: list[Any], start: Callable[[Any], Steps], matting_model: str) -> list[Any]:
+    """Run a batch of pipeline requests: every pipeline runs to the point where it needs a matte, all mattes are
+    asked of `matting_model` at once (so Triton batches them there), then every pipeline finishes. A coded failure
+    answers only the request that caused it."""
+    results: list[PipelineResult | ReplateError | None] = [None] * len(requests)
+    waiting: list[tuple[int, Steps, np.ndarray]] = []
+    for index, request in enumerate(requests):
+        try:
+            steps = start(request)
+            waiting.append((index, steps, next(steps)))
+        except StopIteration as finished:  # nothing to estimate (the input had its own alpha)
+            results[index] = finished.value
+        except ReplateError as error:
+            results[index] = error
+    mattes = await asyncio.gather(*(_matte(matting_model, image) for _, _, image in waiting), return_exceptions=True)
+    for (index, steps, _image), matte in zip(waiting, mattes, strict=True):
+        results[index] = _finish(steps, matte)
+    return [_pipeline_response(result) for result in results]
+
+
+def _finish(steps: Steps, matte: Matte | BaseException) -> PipelineResult | ReplateError:
+    if isinstance(matte, BaseException):
+        return matte if isinstance(matte, ReplateError) else ReplateError(f"matting failed: {matte!r}")
+    try:
+        steps.send(matte)
+    except StopIteration as finished:
+        return finished.value
+    except ReplateError as error:
+        return error
+    return ReplateError("a pipeline asked for a second matte")
+
+
+def _pipeline_response(result: PipelineResult | ReplateError | None) -> Any:
+    if isinstance(result, ReplateError) or result is None:
+        error = result or ReplateError("no result")
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(format_error(error), _triton_code(error)))
+    images = pb_utils.Tensor("IMAGES", np.array([result.images], dtype=np.object_))
+    info = pb_utils.Tensor("INFO", np.array([[json.dumps(result.info).encode()]], dtype=np.object_))
+    return pb_utils.InferenceResponse(output_tensors=[images, info])
+
+
+async def _matte(model_name: str, image: np.ndarray) -> Matte:
+    """The matte of one image from the `model_name` Triton model (BLS)."""
+    request = pb_utils.InferenceRequest(
+        model_name=model_name,
+        inputs=[pb_utils.Tensor("IMAGE", image[np.newaxis])],
+        requested_output_names=["ALPHA", "FOREGROUND", "SHADING", "INFO"],
+    )
+    response = await request.async_exec()
+    if response.has_error():
+        raise parse_error(response.error().message())
+
+    def output(name: str) -> np.ndarray:
+        return pb_utils.get_output_tensor_by_name(response, name).as_numpy()
+
+    info = json.loads(bytes(output("INFO").reshape(-1)[0]))
+    return Matte(
+        alpha=output("ALPHA")[0],
+        foreground=output("FOREGROUND")[0],
+        shading=output("SHADING")[0] if info["has_shading"] else None,
+        engine=info["engine"],
+        timings_ms=info["timings_ms"],
+    )
