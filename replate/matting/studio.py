@@ -50,7 +50,7 @@ import numpy as np
 from replate.errors import InvalidRequest, SubjectNotFound
 from replate.matting._matte import Matte
 
-__all__ = ["StudioMatting"]
+__all__ = ["StudioBackdrop", "StudioMatting", "backdrop_shading", "fit_studio_backdrop"]
 
 _FIT_LONG_SIDE_PX = 320
 _MIN_SIDE_PX = 32
@@ -77,9 +77,12 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 @dataclass(frozen=True)
-class _Backdrop:
-    rgb: np.ndarray  # float32 (H, W, 3), clean modelled backdrop in [0, 255]
-    noise: float  # std of the 3x3-averaged image around the model, 8-bit levels
+class StudioBackdrop:
+    """The backdrop model of step 1. rgb: float32 (H, W, 3) in [0, 255], the clean modelled backdrop; noise: std
+    of the 3x3-averaged image around the model, in 8-bit levels."""
+
+    rgb: np.ndarray
+    noise: float
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,19 @@ class StudioMatting:
         return Matte(alpha=alpha, foreground=foreground, shading=shading, engine=self.name, timings_ms=timings)
 
 
+def fit_studio_backdrop(image: np.ndarray) -> StudioBackdrop:
+    """Step 1 alone: the smooth backdrop model of image uint8 (H, W, 3) RGB, fitted to its border (~20-40 ms at
+    1 MP). Raises SubjectNotFound when the border is not a plain or gradient backdrop this engine can model."""
+    _check_image(image)
+    return _fit_backdrop(cv2.blur(image.astype(np.float32), (3, 3)))
+
+
+def backdrop_shading(local_backdrop: np.ndarray, backdrop: StudioBackdrop) -> np.ndarray:
+    """Step 6 alone: uint8 (H, W) cast-shadow layer, 255 = unshadowed, from local_backdrop float32 (H, W, 3) in
+    [0, 255] (the backdrop colour estimated behind every pixel) over the clean model."""
+    return _estimate_shading(local_backdrop, backdrop)
+
+
 class _Clock:
     def __init__(self, timings: dict[str, float]) -> None:
         self._timings = timings
@@ -142,7 +158,7 @@ def _check_image(image: np.ndarray) -> None:
 # ---------------------------------------------------------------- 1. backdrop model
 
 
-def _fit_backdrop(smooth: np.ndarray) -> _Backdrop:
+def _fit_backdrop(smooth: np.ndarray) -> StudioBackdrop:
     """smooth: float32 (H, W, 3) in [0, 255], 3x3-averaged image."""
     height, width = smooth.shape[:2]
     factor = min(1.0, _FIT_LONG_SIDE_PX / max(height, width))
@@ -165,7 +181,7 @@ def _fit_backdrop(smooth: np.ndarray) -> _Backdrop:
             f"the backdrop is not plain enough for the studio matte (border varies by {noise:.1f} levels around a "
             f"smooth surface, the limit is {_MAX_NOISE_LEVELS:g}): use a plain or gradient studio backdrop"
         )
-    return _Backdrop(rgb=model_full, noise=max(noise, _MIN_NOISE_LEVELS))
+    return StudioBackdrop(rgb=model_full, noise=max(noise, _MIN_NOISE_LEVELS))
 
 
 def _basis_grid(height: int, width: int) -> np.ndarray:
@@ -232,7 +248,7 @@ def _border_noise(smooth: np.ndarray, model: np.ndarray) -> float:
 # ---------------------------------------------------------------- 2.-3. segmentation and trimap
 
 
-def _segment(smooth: np.ndarray, backdrop: _Backdrop) -> _Trimap:
+def _segment(smooth: np.ndarray, backdrop: StudioBackdrop) -> _Trimap:
     height, width = smooth.shape[:2]
     area = height * width
     candidate, plain, blocked = _backdrop_candidates(smooth, backdrop)
@@ -261,7 +277,7 @@ def _segment(smooth: np.ndarray, backdrop: _Backdrop) -> _Trimap:
     return _Trimap(subject=subject, foreground=foreground, backdrop=backdrop_core, band_px=band)
 
 
-def _backdrop_candidates(smooth: np.ndarray, backdrop: _Backdrop) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _backdrop_candidates(smooth: np.ndarray, backdrop: StudioBackdrop) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(candidate, plain, blocked) bool (H, W): pixels that may be backdrop, those within noise of the model, and
     shadow-coloured ones that are not candidates only because they sit on an edge."""
     model, sigma = backdrop.rgb, backdrop.noise
@@ -468,7 +484,7 @@ def _recover_foreground(
     return foreground
 
 
-def _estimate_shading(bg_colors: np.ndarray, backdrop: _Backdrop) -> np.ndarray:
+def _estimate_shading(bg_colors: np.ndarray, backdrop: StudioBackdrop) -> np.ndarray:
     """uint8 (H, W): local backdrop luminance over the clean model, 255 where no darkening beyond noise."""
     model_luminance = np.maximum(backdrop.rgb @ _LUMA, 1.0)
     ratio = (bg_colors @ _LUMA) / model_luminance

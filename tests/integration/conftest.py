@@ -17,7 +17,7 @@ from gateway.tritonserver import TritonServer
 
 @pytest.fixture(scope="session")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    with TritonServer(tmp_path_factory.mktemp("triton")) as server:
+    with TritonServer(tmp_path_factory.mktemp("triton"), Settings().models_dir) as server:
         yield server
 
 
@@ -62,7 +62,7 @@ def gateway(settings: Settings, triton: TritonServer) -> Iterator[GatewayThread]
 @pytest.fixture
 def own_triton(tmp_path: Path) -> Iterator[TritonServer]:
     """A Triton of the test's own, for tests that kill it."""
-    server = TritonServer(tmp_path / "own-triton")
+    server = TritonServer(tmp_path / "own-triton", Settings().models_dir)
     server.start()
     yield server
     server.stop()

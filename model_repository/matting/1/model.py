@@ -5,21 +5,22 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from replate.matting import estimate_matte
-from replate.triton_adapter import answer_each, json_tensor
+from replate.matting import create_engine
+from replate.triton_adapter import answer_each, json_tensor, models_dir, segment_with_model
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        config = json.loads(args["model_config"])
-        self.engine = config["parameters"]["engine"]["string_value"]
+        parameters = json.loads(args["model_config"])["parameters"]
+        segment = segment_with_model(parameters["segmenter_model"]["string_value"])
+        self.engine = create_engine(parameters["engine"]["string_value"], models_dir=models_dir(), segment=segment)
 
     def execute(self, requests: list) -> list:
         return answer_each(requests, self.estimate)
 
     def estimate(self, request: object) -> list:
         image = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()[0]
-        matte = estimate_matte(np.ascontiguousarray(image), self.engine)
+        matte = self.engine.estimate(np.ascontiguousarray(image))
         height, width = matte.alpha.shape
         shading = matte.shading if matte.shading is not None else np.full((height, width), 255, np.uint8)
         info = {"engine": matte.engine, "timings_ms": matte.timings_ms, "has_shading": matte.shading is not None}

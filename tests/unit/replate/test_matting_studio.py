@@ -9,7 +9,7 @@ import pytest
 from replate import matting
 from replate.compose import compose
 from replate.errors import InvalidRequest, SubjectNotFound
-from replate.matting import ENGINES, Matte, StudioMatting, estimate_matte
+from replate.matting import ENGINE_NAMES, Matte, StudioMatting, create_engine, estimate_matte
 from tests.unit.replate.synthetic import StudioShot, render_studio_shot
 
 WIDTH, HEIGHT = 640, 430
@@ -32,9 +32,23 @@ def _distance_from_outline(alpha_true: np.ndarray, inside: bool) -> np.ndarray:
 
 
 def test_public_surface_and_registry() -> None:
-    assert set(matting.__all__) == {"ENGINES", "Matte", "MattingEngine", "StudioMatting", "estimate_matte"}
-    assert set(ENGINES) == {"studio"}
-    assert ENGINES["studio"].name == "studio"
+    assert set(matting.__all__) == {
+        "ENGINE_NAMES",
+        "SEGMENTER_SIZE",
+        "AutoMatting",
+        "Matte",
+        "MattingEngine",
+        "OnnxSegmenter",
+        "Segment",
+        "SegmenterMatting",
+        "StudioMatting",
+        "coarse_mask",
+        "create_engine",
+        "estimate_matte",
+        "segmenter_input",
+    }
+    assert set(ENGINE_NAMES) == {"auto", "studio", "u2net", "u2netp"}
+    assert create_engine("studio").name == "studio"
 
 
 def test_matte_types_and_shapes(shot: StudioShot, matte: Matte) -> None:
@@ -192,7 +206,7 @@ def test_busy_image_is_refused() -> None:
 
 def test_bad_inputs() -> None:
     with pytest.raises(InvalidRequest, match="matting engine"):
-        estimate_matte(np.zeros((64, 64, 3), np.uint8), engine="u2net")
+        estimate_matte(np.zeros((64, 64, 3), np.uint8), engine="nope")
     with pytest.raises(ValueError, match="uint8"):
         StudioMatting().estimate(np.zeros((64, 64, 3), np.float32))
     with pytest.raises(InvalidRequest, match="at least 32"):

@@ -1,0 +1,1 @@
+"""Export of replate's learned components to ONNX and Triton model folders (one function per component)."""

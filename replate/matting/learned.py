@@ -1,0 +1,82 @@
+"""The learned matting engine: a segmenter's coarse mask at 320 x 320, refined to a true alpha at full resolution.
+
+The segmenter (U²-Net, see `segmenter`) says which pixels are the subject; `refine` turns its blurred outline into
+fractional alpha and clean foreground colours. When the border is a plain or gradient backdrop the studio engine
+can model, its cast-shadow layer is kept too (the same backdrop model, `studio.fit_studio_backdrop`, over the
+local backdrop colours the refinement spread behind the subject); on any other backdrop shading is None.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from replate.errors import InvalidRequest, SubjectNotFound
+from replate.matting._matte import Matte
+from replate.matting.refine import refine_matte
+from replate.matting.segmenter import Segment, coarse_mask, segmenter_input
+from replate.matting.studio import backdrop_shading, fit_studio_backdrop
+
+__all__ = ["SegmenterMatting"]
+
+_MIN_SIDE_PX = 32
+_MIN_SUBJECT_FRACTION = 0.001
+
+
+class SegmenterMatting:
+    """Matting engine for any photo: `segment` (float32 (N, 3, 320, 320) -> (N, 320, 320)) plus refinement."""
+
+    def __init__(self, segment: Segment, segmenter_name: str) -> None:
+        self._segment = segment
+        self.name = f"{segmenter_name}+refine"
+
+    def estimate(self, image: np.ndarray) -> Matte:
+        """image: uint8 (H, W, 3) RGB. Returns a Matte of the same size; raises SubjectNotFound on an empty mask."""
+        _check_image(image)
+        height, width = image.shape[:2]
+        timings: dict[str, float] = {}
+        start = last = time.perf_counter()
+
+        def lap(step: str) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            timings[step] = (now - last) * 1000.0
+            last = now
+
+        batch = segmenter_input(image)[np.newaxis]
+        lap("preprocess")
+        raw = np.asarray(self._segment(batch))
+        lap("segment")
+        if raw.shape[0] != 1:
+            raise ValueError(f"segmenter returned {raw.shape[0]} maps for one image")
+        coarse = coarse_mask(raw[0], height, width)
+        if (coarse >= 0.5).mean() < _MIN_SUBJECT_FRACTION:
+            raise SubjectNotFound("no subject found: the segmenter sees nothing in the foreground of this image")
+        refined = refine_matte(image, coarse)
+        lap("refine")
+        alpha = np.rint(refined.alpha * 255.0).astype(np.uint8)
+        foreground = np.rint(refined.foreground).astype(np.uint8)
+        np.copyto(foreground, image, where=(alpha == 255)[:, :, None])
+        lap("foreground")
+        shading = _shading(image, refined.backdrop)
+        lap("shading")
+        timings["total"] = (time.perf_counter() - start) * 1000.0
+        return Matte(alpha=alpha, foreground=foreground, shading=shading, engine=self.name, timings_ms=timings)
+
+
+def _shading(image: np.ndarray, local_backdrop: np.ndarray) -> np.ndarray | None:
+    """uint8 (H, W) cast-shadow layer when the border is a backdrop the studio model fits, else None."""
+    try:
+        model = fit_studio_backdrop(image)
+    except SubjectNotFound:
+        return None
+    return backdrop_shading(local_backdrop, model)
+
+
+def _check_image(image: np.ndarray) -> None:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    if min(image.shape[:2]) < _MIN_SIDE_PX:
+        height, width = image.shape[:2]
+        raise InvalidRequest(f"image is {width}x{height}: both sides must be at least {_MIN_SIDE_PX} px for matting")
