@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from replate.models import DEFAULT_MODELS_DIR
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REPLATE_", frozen=True)
@@ -18,7 +20,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".replate")
     database_url: str = ""
     """SQLAlchemy async URL; empty means SQLite at <data_dir>/replate.db."""
-    models_dir: Path = Path.home() / ".cache" / "replate" / "models"
+    models_dir: Path = DEFAULT_MODELS_DIR
     """Model weights fetched by `replate models pull` (outside the repository); the Triton we start reads them."""
     triton_url: str = ""
     """host:port of Triton's gRPC endpoint; empty means `replate serve` starts its own tritonserver."""

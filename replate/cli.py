@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gateway.settings import Settings
 from replate.errors import ReplateError
+from replate.quality.run import add_bench_matting_arguments, bench_matting_from_args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,10 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     pull.set_defaults(run=_models_pull)
 
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(metavar="WHAT", required=True)
-    matting = bench.add_parser(
-        "matting", help="matting quality on generated images with exact ground truth", add_help=False
-    )
-    matting.add_argument("args", nargs=argparse.REMAINDER, help="see `replate bench matting --help`")
+    matting = bench.add_parser("matting", help="matting quality on generated images with exact ground truth")
+    add_bench_matting_arguments(matting)
     matting.set_defaults(run=_bench_matting)
     return parser
 
@@ -94,9 +93,9 @@ def _models_pull(args: argparse.Namespace) -> int:
 
 
 def _bench_matting(args: argparse.Namespace) -> int:
-    from replate.quality.run import bench_matting_command
-
-    return bench_matting_command(args.args)
+    if args.models_dir is None:
+        args.models_dir = Settings().models_dir
+    return bench_matting_from_args(args)
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

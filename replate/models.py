@@ -42,6 +42,9 @@ class ModelFile:
     python_version: str | None = None
 
 
+DEFAULT_MODELS_DIR = Path.home() / ".cache" / "replate" / "models"
+"""Where weights go unless the caller names another folder (REPLATE_MODELS_DIR in the gateway and CLI)."""
+
 MODELS: dict[str, ModelFile] = {
     "u2netp": ModelFile(
         name="u2netp",
