@@ -33,9 +33,22 @@ class SegmenterMatting:
 
     def estimate(self, image: np.ndarray) -> Matte:
         """image: uint8 (H, W, 3) RGB. Returns a Matte of the same size; raises SubjectNotFound on an empty mask."""
+        timings: dict[str, float] = {}
+        return self.refine(image, self.coarse(image, timings), timings)
+
+    def coarse(self, image: np.ndarray, timings: dict[str, float]) -> np.ndarray:
+        """The segmenter's coarse mask of image uint8 (H, W, 3) RGB: float32 (H, W) in [0, 1]."""
         _check_image(image)
         height, width = image.shape[:2]
-        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        raw = np.asarray(self._segment(segmenter_input(image)[np.newaxis]))
+        if raw.shape[0] != 1:
+            raise ValueError(f"segmenter returned {raw.shape[0]} maps for one image")
+        timings["segment"] = (time.perf_counter() - start) * 1000.0
+        return coarse_mask(raw[0], height, width)
+
+    def refine(self, image: np.ndarray, coarse: np.ndarray, timings: dict[str, float]) -> Matte:
+        """The Matte of image uint8 (H, W, 3) RGB from its coarse mask float32 (H, W) in [0, 1]."""
         start = last = time.perf_counter()
 
         def lap(step: str) -> None:
@@ -44,13 +57,6 @@ class SegmenterMatting:
             timings[step] = (now - last) * 1000.0
             last = now
 
-        batch = segmenter_input(image)[np.newaxis]
-        lap("preprocess")
-        raw = np.asarray(self._segment(batch))
-        lap("segment")
-        if raw.shape[0] != 1:
-            raise ValueError(f"segmenter returned {raw.shape[0]} maps for one image")
-        coarse = coarse_mask(raw[0], height, width)
         if (coarse >= 0.5).mean() < _MIN_SUBJECT_FRACTION:
             raise SubjectNotFound("no subject found: the segmenter sees nothing in the foreground of this image")
         refined = refine_matte(image, coarse)
@@ -61,7 +67,7 @@ class SegmenterMatting:
         lap("foreground")
         shading = _shading(image, refined.backdrop)
         lap("shading")
-        timings["total"] = (time.perf_counter() - start) * 1000.0
+        timings["total"] = (time.perf_counter() - start) * 1000.0 + timings.get("segment", 0.0)
         return Matte(alpha=alpha, foreground=foreground, shading=shading, engine=self.name, timings_ms=timings)
 
 

@@ -117,7 +117,7 @@ def test_auto_uses_studio_on_a_studio_backdrop_and_learned_elsewhere(shot: Studi
     auto = create_engine("auto", segment=segment)
     assert isinstance(auto, AutoMatting) and auto.name == "auto"
     studio_matte = auto.estimate(shot.rgb)
-    assert studio_matte.engine == "studio" and calls == []
+    assert studio_matte.engine == "studio" and calls == [1]  # the segmenter is consulted, and agrees
     busy = busy_photo()
     learned_matte = AutoMatting(StudioMatting(), SegmenterMatting(oracle_segment(_disc_alpha()), "u2netp")).estimate(
         busy
@@ -131,6 +131,17 @@ def test_auto_falls_back_to_learned_when_studio_finds_no_subject(shot: StudioSho
     image = backdrop_only.astype(np.uint8)
     learned = SegmenterMatting(oracle_segment(shot.alpha), "u2netp")
     assert AutoMatting(StudioMatting(), learned).estimate(image).engine == "u2netp+refine"
+
+
+def test_auto_distrusts_a_studio_cut_the_segmenter_disagrees_with(shot: StudioShot) -> None:
+    """A border can look like a backdrop without being one (brick walls, night skies on the benchmark): when the
+    studio cut and the segmenter disagree, the segmenter's mask is refined instead."""
+    elsewhere = np.zeros_like(shot.alpha)
+    elsewhere[: HEIGHT // 3, : WIDTH // 3] = 1.0
+    auto = AutoMatting(StudioMatting(), SegmenterMatting(oracle_segment(elsewhere), "u2netp"))
+    matte = auto.estimate(shot.rgb)
+    assert matte.engine == "u2netp+refine"
+    check_contract(shot.rgb, matte)
 
 
 def test_factory_errors(tmp_path: Path) -> None:
