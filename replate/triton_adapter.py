@@ -21,16 +21,9 @@ from replate.matting import Matte
 from replate.pipeline import PipelineResult, Steps
 
 
-def answer_each(requests: list[Any], handle: Callable[[Any], list[Any]]) -> list[Any]:
-    """One response per request; a coded failure answers only the request that caused it."""
-    responses = []
-    for request in requests:
-        try:
-            responses.append(pb_utils.InferenceResponse(output_tensors=handle(request)))
-        except ReplateError as error:
-            code = _triton_code(error)
-            responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(format_error(error), code)))
-    return responses
+def error_response(error: ReplateError) -> Any:
+    """The response of one request that failed with a coded error (the rest of its batch is unaffected)."""
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(format_error(error), _triton_code(error)))
 
 
 def _triton_code(error: ReplateError) -> int:
@@ -127,8 +120,7 @@ def _finish(steps: Steps, matte: Matte | BaseException) -> PipelineResult | Repl
 
 def _pipeline_response(result: PipelineResult | ReplateError | None) -> Any:
     if isinstance(result, ReplateError) or result is None:
-        error = result or ReplateError("no result")
-        return pb_utils.InferenceResponse(error=pb_utils.TritonError(format_error(error), _triton_code(error)))
+        return error_response(result or ReplateError("no result"))
     images = pb_utils.Tensor("IMAGES", np.array([result.images], dtype=np.object_))
     info = pb_utils.Tensor("INFO", np.array([[json.dumps(result.info).encode()]], dtype=np.object_))
     return pb_utils.InferenceResponse(output_tensors=[images, info])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from replate.errors import InvalidRequest
+from replate.errors import InvalidRequest, ReplateError
 from replate.matting._matte import Matte, MattingEngine
 from replate.matting.auto import AutoMatting
 from replate.matting.learned import SegmenterMatting
@@ -42,6 +42,7 @@ __all__ = [
     "coarse_mask",
     "create_engine",
     "estimate_matte",
+    "estimate_mattes",
     "segmenter_input",
 ]
 
@@ -65,6 +66,20 @@ def create_engine(name: str, *, models_dir: Path | None = None, segment: Segment
     segmenter_name = _AUTO_SEGMENTER if name == "auto" else name
     learned = SegmenterMatting(segment or _onnx_segment(segmenter_name, models_dir), segmenter_name)
     return AutoMatting(StudioMatting(), learned) if name == "auto" else learned
+
+
+def estimate_mattes(engine: MattingEngine, images: list[np.ndarray]) -> list[Matte | ReplateError]:
+    """The mattes of several images; engines that can (learned, auto) run their segmenter once for all of them. A
+    coded failure stands in the list in place of its image's Matte."""
+    if isinstance(engine, SegmenterMatting | AutoMatting):
+        return engine.estimate_many(images)
+    results: list[Matte | ReplateError] = []
+    for image in images:
+        try:
+            results.append(engine.estimate(image))
+        except ReplateError as error:
+            results.append(error)
+    return results
 
 
 def estimate_matte(image: np.ndarray, engine: str = "studio", *, models_dir: Path | None = None) -> Matte:

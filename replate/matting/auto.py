@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from replate.errors import SubjectNotFound
+from replate.errors import ReplateError, SubjectNotFound
 from replate.matting._matte import Matte, MattingEngine
 from replate.matting.learned import SegmenterMatting
 from replate.matting.studio import fit_studio_backdrop
@@ -33,10 +33,27 @@ class AutoMatting:
 
     def estimate(self, image: np.ndarray) -> Matte:
         """image: uint8 (H, W, 3) RGB. Returns the chosen engine's Matte."""
-        if not has_studio_backdrop(image):
-            return self._learned.estimate(image)
         timings: dict[str, float] = {}
-        coarse = self._learned.coarse(image, timings)
+        return self._choose(image, self._learned.coarse(image, timings), timings)
+
+    def estimate_many(self, images: list[np.ndarray]) -> list[Matte | ReplateError]:
+        """As `estimate` for each image, with one segmenter call for all of them; a coded failure stands in the list
+        in place of its image's Matte."""
+        all_timings, masks = self._learned.coarse_many(images)
+        results: list[Matte | ReplateError] = []
+        for image, timings, coarse in zip(images, all_timings, masks, strict=True):
+            if isinstance(coarse, ReplateError):
+                results.append(coarse)
+                continue
+            try:
+                results.append(self._choose(image, coarse, timings))
+            except ReplateError as error:
+                results.append(error)
+        return results
+
+    def _choose(self, image: np.ndarray, coarse: np.ndarray, timings: dict[str, float]) -> Matte:
+        if not has_studio_backdrop(image):
+            return self._learned.refine(image, coarse, timings)
         try:
             matte = self._studio.estimate(image)
         except SubjectNotFound:

@@ -9,10 +9,12 @@ local backdrop colours the refinement spread behind the subject); on any other b
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
-from replate.errors import InvalidRequest, SubjectNotFound
+from replate.errors import InvalidRequest, ReplateError, SubjectNotFound
 from replate.matting._matte import Matte
 from replate.matting.refine import refine_matte
 from replate.matting.segmenter import Segment, coarse_mask, segmenter_input
@@ -36,16 +38,44 @@ class SegmenterMatting:
         timings: dict[str, float] = {}
         return self.refine(image, self.coarse(image, timings), timings)
 
+    def estimate_many(self, images: list[np.ndarray]) -> list[Matte | ReplateError]:
+        """The mattes of several images with one segmenter call for all of them (a batch on the segmenter); a coded
+        failure stands in the list in place of its image's Matte."""
+        results: list[Matte | ReplateError] = []
+        for image, timings, coarse in zip(images, *self.coarse_many(images), strict=True):
+            results.append(
+                coarse if isinstance(coarse, ReplateError) else _or_error(self.refine, image, coarse, timings)
+            )
+        return results
+
     def coarse(self, image: np.ndarray, timings: dict[str, float]) -> np.ndarray:
         """The segmenter's coarse mask of image uint8 (H, W, 3) RGB: float32 (H, W) in [0, 1]."""
-        _check_image(image)
-        height, width = image.shape[:2]
+        all_timings, masks = self.coarse_many([image])
+        timings.update(all_timings[0])
+        if isinstance(masks[0], ReplateError):
+            raise masks[0]
+        return masks[0]
+
+    def coarse_many(self, images: list[np.ndarray]) -> tuple[list[dict[str, float]], list[np.ndarray | ReplateError]]:
+        """Per image, its timings and its coarse mask float32 (H, W) in [0, 1] (or why it has none), from one call
+        of the segmenter over all valid images."""
+        masks: list[np.ndarray | ReplateError] = []
+        for image in images:
+            try:
+                _check_image(image)
+                masks.append(segmenter_input(image))
+            except ReplateError as error:
+                masks.append(error)
+        valid = [index for index, mask in enumerate(masks) if not isinstance(mask, ReplateError)]
         start = time.perf_counter()
-        raw = np.asarray(self._segment(segmenter_input(image)[np.newaxis]))
-        if raw.shape[0] != 1:
-            raise ValueError(f"segmenter returned {raw.shape[0]} maps for one image")
-        timings["segment"] = (time.perf_counter() - start) * 1000.0
-        return coarse_mask(raw[0], height, width)
+        raw = np.asarray(self._segment(np.stack([masks[index] for index in valid]))) if valid else np.empty(0)
+        if len(raw) != len(valid):
+            raise ValueError(f"segmenter returned {len(raw)} maps for {len(valid)} images")
+        shared_ms = (time.perf_counter() - start) * 1000.0
+        for position, index in enumerate(valid):
+            height, width = images[index].shape[:2]
+            masks[index] = coarse_mask(raw[position], height, width)
+        return [{"segment": shared_ms} for _ in images], masks
 
     def refine(self, image: np.ndarray, coarse: np.ndarray, timings: dict[str, float]) -> Matte:
         """The Matte of image uint8 (H, W, 3) RGB from its coarse mask float32 (H, W) in [0, 1]."""
@@ -69,6 +99,16 @@ class SegmenterMatting:
         lap("shading")
         timings["total"] = (time.perf_counter() - start) * 1000.0 + timings.get("segment", 0.0)
         return Matte(alpha=alpha, foreground=foreground, shading=shading, engine=self.name, timings_ms=timings)
+
+
+Result = TypeVar("Result")
+
+
+def _or_error(step: Callable[..., Result], *args: object) -> Result | ReplateError:
+    try:
+        return step(*args)
+    except ReplateError as error:
+        return error
 
 
 def _shading(image: np.ndarray, local_backdrop: np.ndarray) -> np.ndarray | None:

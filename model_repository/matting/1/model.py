@@ -1,12 +1,16 @@
-"""Triton adapter for `replate.matting`: IMAGE uint8 (1, H, W, 3) -> ALPHA, FOREGROUND, SHADING, INFO."""
+"""Triton adapter for `replate.matting`: IMAGE uint8 (1, H, W, 3) -> ALPHA, FOREGROUND, SHADING, INFO.
+
+A dynamically batched execution runs the segmenter once for all its images (one BLS call to the batched
+`matting_segmenter`), then refines each at full resolution.
+"""
 
 import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from replate.matting import create_engine
-from replate.triton_adapter import answer_each, json_tensor, models_dir, segment_with_model
+from replate.matting import Matte, create_engine, estimate_mattes
+from replate.triton_adapter import error_response, json_tensor, models_dir, segment_with_model
 
 
 class TritonPythonModel:
@@ -16,17 +20,25 @@ class TritonPythonModel:
         self.engine = create_engine(parameters["engine"]["string_value"], models_dir=models_dir(), segment=segment)
 
     def execute(self, requests: list) -> list:
-        return answer_each(requests, self.estimate)
-
-    def estimate(self, request: object) -> list:
-        image = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()[0]
-        matte = self.engine.estimate(np.ascontiguousarray(image))
-        height, width = matte.alpha.shape
-        shading = matte.shading if matte.shading is not None else np.full((height, width), 255, np.uint8)
-        info = {"engine": matte.engine, "timings_ms": matte.timings_ms, "has_shading": matte.shading is not None}
-        return [
-            pb_utils.Tensor("ALPHA", matte.alpha[np.newaxis]),
-            pb_utils.Tensor("FOREGROUND", matte.foreground[np.newaxis]),
-            pb_utils.Tensor("SHADING", shading[np.newaxis]),
-            json_tensor("INFO", info),
+        images = [
+            np.ascontiguousarray(pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()[0])
+            for request in requests
         ]
+        return [
+            pb_utils.InferenceResponse(output_tensors=_tensors(result))
+            if isinstance(result, Matte)
+            else error_response(result)
+            for result in estimate_mattes(self.engine, images)
+        ]
+
+
+def _tensors(matte: Matte) -> list:
+    height, width = matte.alpha.shape
+    shading = matte.shading if matte.shading is not None else np.full((height, width), 255, np.uint8)
+    info = {"engine": matte.engine, "timings_ms": matte.timings_ms, "has_shading": matte.shading is not None}
+    return [
+        pb_utils.Tensor("ALPHA", matte.alpha[np.newaxis]),
+        pb_utils.Tensor("FOREGROUND", matte.foreground[np.newaxis]),
+        pb_utils.Tensor("SHADING", shading[np.newaxis]),
+        json_tensor("INFO", info),
+    ]

@@ -19,6 +19,7 @@ from replate.matting import (
     StudioMatting,
     create_engine,
     estimate_matte,
+    estimate_mattes,
 )
 from replate.models import ModelMissing
 from tests.unit.replate.synthetic import StudioShot, render_studio_shot
@@ -185,3 +186,20 @@ def test_real_u2netp_on_a_photo() -> None:
     assert 0.002 < partial < 0.1  # a soft outline, not a binary mask and not a haze
     assert matte.alpha[400:, 150:350].mean() > 250  # her suit, front and centre
     assert matte.alpha[:60, 440:].mean() < 10  # the wall behind, top right
+
+
+def test_estimate_mattes_runs_the_segmenter_once_for_a_batch(shot: StudioShot) -> None:
+    calls: list[int] = []
+
+    def segment(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return oracle_segment(_disc_alpha())(batch)
+
+    auto = create_engine("auto", segment=segment)
+    images = [busy_photo(), shot.rgb, np.zeros((16, 64, 3), np.uint8), busy_photo()]
+    results = estimate_mattes(auto, images)
+    assert calls == [3]  # the too-small image is refused before the segmenter, the other three share one call
+    assert isinstance(results[2], InvalidRequest)
+    for image, result in zip(images[:2] + images[3:], results[:2] + results[3:], strict=True):
+        assert not isinstance(result, Exception)
+        check_contract(image, result)

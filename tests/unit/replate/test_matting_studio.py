@@ -45,6 +45,7 @@ def test_public_surface_and_registry() -> None:
         "coarse_mask",
         "create_engine",
         "estimate_matte",
+        "estimate_mattes",
         "segmenter_input",
     }
     assert set(ENGINE_NAMES) == {"auto", "studio", "u2net", "u2netp"}
