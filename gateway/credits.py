@@ -11,13 +11,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import anyio
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from gateway.db import Account, CreditEntry, Prediction
+from gateway.db import UNFINISHED_PREDICTION_STATUSES, Account, CreditEntry, Prediction
 from gateway.errors import InsufficientCredits
 
 
@@ -116,21 +117,25 @@ async def charge(
         await capture_hold(session, hold)
 
 
+def unsettled_holds(*columns: ColumnElement[Any]) -> Select[Any]:
+    """SELECT columns of the holds that have been neither captured nor released."""
+    settlement = aliased(CreditEntry)
+    return (
+        select(*columns)
+        .outerjoin(settlement, settlement.hold_id == CreditEntry.id)
+        .where(CreditEntry.kind == "hold", settlement.id.is_(None))
+    )
+
+
 async def release_stale_holds(session: AsyncSession, created_before: datetime) -> int:
     """Release holds that nobody settled: their gateway died between hold and capture/release. Only holds older
     than any request can live (the Triton deadline plus a margin) are touched, so no live request loses its hold;
     a queued or running prediction's hold is its worker's to settle, however old."""
-    settlement = aliased(CreditEntry)
-    pending_predictions = select(Prediction.hold_id).where(Prediction.status.in_(("starting", "processing")))
+    pending_predictions = select(Prediction.hold_id).where(Prediction.status.in_(UNFINISHED_PREDICTION_STATUSES))
     stale = (
         await session.execute(
-            select(CreditEntry.id, CreditEntry.account_id, CreditEntry.amount)
-            .outerjoin(settlement, settlement.hold_id == CreditEntry.id)
-            .where(
-                CreditEntry.kind == "hold",
-                CreditEntry.created_at < created_before,
-                settlement.id.is_(None),
-                CreditEntry.id.not_in(pending_predictions),
+            unsettled_holds(CreditEntry.id, CreditEntry.account_id, CreditEntry.amount).where(
+                CreditEntry.created_at < created_before, CreditEntry.id.not_in(pending_predictions)
             )
         )
     ).all()

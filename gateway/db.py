@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ENTRY_KINDS = ("grant", "hold", "capture", "release")
 PREDICTION_STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")
+UNFINISHED_PREDICTION_STATUSES = ("starting", "processing")
 
 
 def utcnow() -> datetime:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
+from gateway.credits import unsettled_holds
 from gateway.db import PREDICTION_STATUSES, CreditEntry, Prediction
 
 LATENCY_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
@@ -61,14 +61,8 @@ class Metrics:
 
     async def refresh_from_database(self, session: AsyncSession) -> None:
         """Set the gauges that describe database state (called when metrics are scraped)."""
-        settlement = aliased(CreditEntry)
-        count, held = (
-            await session.execute(
-                select(func.count(CreditEntry.id), func.coalesce(func.sum(CreditEntry.amount), 0))
-                .outerjoin(settlement, settlement.hold_id == CreditEntry.id)
-                .where(CreditEntry.kind == "hold", settlement.id.is_(None))
-            )
-        ).one()
+        totals = unsettled_holds(func.count(CreditEntry.id), func.coalesce(func.sum(CreditEntry.amount), 0))
+        count, held = (await session.execute(totals)).one()
         self.holds_outstanding.set(count)
         self.credits_held.set(held)
         rows = await session.execute(select(Prediction.status, func.count()).group_by(Prediction.status))

@@ -14,14 +14,12 @@ from dataclasses import asdict, dataclass
 from gateway.credits import charge
 from gateway.deps import Services
 from gateway.images import InputImage, read_image_field
-from gateway.schemas import RemoveBackgroundRequest, ReplaceBackgroundRequest
+from gateway.schemas import SEED_MAX, RemoveBackgroundRequest, ReplaceBackgroundRequest
 from gateway.triton import PipelineOutput
 from replate.errors import InvalidRequest
 from replate.imageio import content_type
 from replate.pipeline import RemoveOptions, ReplaceOptions
 from replate.scene import check_scene_sources
-
-SEED_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)

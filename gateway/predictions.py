@@ -21,7 +21,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.credits import Hold, capture_hold, hold_credits, release_hold
-from gateway.db import Prediction, as_utc, utcnow
+from gateway.db import UNFINISHED_PREDICTION_STATUSES, Prediction, as_utc, utcnow
 from gateway.deps import Services
 from gateway.errors import NotFound, Timeout
 from gateway.images import InputImage
@@ -33,7 +33,6 @@ from replate.pipeline import RemoveOptions, ReplaceOptions
 log = logging.getLogger("replate.predictions")
 RETRYABLE = (Unavailable, Timeout)
 MAX_ATTEMPTS = 3
-UNFINISHED = ("starting", "processing")
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ async def cancel(services: Services, account_id: int, prediction_id: str) -> Pre
     """Cancel a job that has not finished; its hold is released now (a running one's result is then discarded)."""
     async with services.sessions.begin() as session:
         prediction = await _owned(session, account_id, prediction_id, lock=True)
-        if prediction.status in UNFINISHED:
+        if prediction.status in UNFINISHED_PREDICTION_STATUSES:
             await release_hold(session, _hold_of(prediction))
             prediction.status = "canceled"
             prediction.completed_at = utcnow()

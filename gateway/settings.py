@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     s3_region: str = ""
 
     @model_validator(mode="after")
-    def _default_database(self) -> Settings:
+    def _derive_and_check(self) -> Settings:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{self.data_dir / 'replate.db'}")
         if self.storage == "s3" and not self.s3_bucket:
