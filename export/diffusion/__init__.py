@@ -1,0 +1,1 @@
+"""Export of the diffusion stage: tiny test models, torch reference components, ONNX, Triton model folders."""
