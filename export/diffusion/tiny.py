@@ -189,6 +189,10 @@ def _save_controlnet(dst: Path, unet: torch.nn.Module) -> None:
         projection_class_embeddings_input_dim=config.projection_class_embeddings_input_dim,
         conditioning_embedding_out_channels=(8, 8, 16, 16),  # three stride-2 steps: pixels to latent size
     )
+    with torch.no_grad():  # zero convolutions are diffusers' start of training; parity checks need signal
+        for parameter in controlnet.parameters():
+            if not parameter.any():
+                parameter.normal_(std=0.1)
     controlnet.save_pretrained(dst)
     (dst / CONTROLNET_KIND_FILE).write_text(json.dumps({"kind": "canny"}))
 
