@@ -14,7 +14,7 @@ form the ONNX tracer needs). Shapes use the symbolic axes of the contract: B bat
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -39,6 +39,11 @@ __all__ = [
     "controlnet_kind",
     "example_inputs",
     "family_of",
+    "ip_adapter_weights_file",
+    "iter_components",
+    "load_components",
+    "load_ip_adapter_weights",
+    "residual_specs",
 ]
 
 Family = Literal["sd", "sdxl"]
@@ -375,20 +380,30 @@ class ImageEncoder(Component):
         return (self.projection(self.encoder(pixel_values).image_embeds),)
 
 
+def iter_components(
+    pipeline_dir: Path, *, controlnet_dir: Path | None = None, ip_adapter_dir: Path | None = None
+) -> Iterator[Component]:
+    """Every component of a build, loaded one at a time in contract order: text encoder(s), UNet, ControlNet,
+    image encoder, VAE encoder, VAE decoder (a real SDXL is too large to hold all of it in memory at once)."""
+    pipeline_dir = Path(pipeline_dir)
+    yield TextEncoder.load(pipeline_dir)
+    if family_of(pipeline_dir) == "sdxl":
+        yield TextEncoder.load(pipeline_dir, second=True)
+    yield UNet.load(pipeline_dir, controlnet=controlnet_dir is not None, ip_adapter=ip_adapter_dir)
+    if controlnet_dir is not None:
+        yield ControlNet.load(controlnet_dir)
+    if ip_adapter_dir is not None:
+        yield ImageEncoder.load(ip_adapter_dir)
+    yield VaeEncoder.load(pipeline_dir)
+    yield VaeDecoder.load(pipeline_dir)
+
+
 def load_components(
     pipeline_dir: Path, *, controlnet_dir: Path | None = None, ip_adapter_dir: Path | None = None
-) -> list[Component]:
-    """Every component of a build, in contract order: text encoder(s), UNet, ControlNet, image encoder, VAE."""
-    components: list[Component] = [TextEncoder.load(pipeline_dir)]
-    if family_of(pipeline_dir) == "sdxl":
-        components.append(TextEncoder.load(pipeline_dir, second=True))
-    components.append(UNet.load(pipeline_dir, controlnet=controlnet_dir is not None, ip_adapter=ip_adapter_dir))
-    if controlnet_dir is not None:
-        components.append(ControlNet.load(controlnet_dir))
-    if ip_adapter_dir is not None:
-        components.append(ImageEncoder.load(ip_adapter_dir))
-    components += [VaeEncoder.load(pipeline_dir), VaeDecoder.load(pipeline_dir)]
-    return components
+) -> dict[str, Component]:
+    """All components of `iter_components`, by model name."""
+    components = iter_components(pipeline_dir, controlnet_dir=controlnet_dir, ip_adapter_dir=ip_adapter_dir)
+    return {component.name: component for component in components}
 
 
 def _load_vae(pipeline_dir: Path) -> nn.Module:
