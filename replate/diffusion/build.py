@@ -68,12 +68,18 @@ class Build:
 def load_build(path: Path) -> Build:
     """Read a build folder; Unavailable when it is missing or incomplete (an operator's setup error)."""
     try:
-        manifest = Manifest.from_dict(json.loads((path / MANIFEST).read_text()))
+        data = json.loads((path / MANIFEST).read_text())
+        manifest = Manifest.from_dict(data)
         folders = ("tokenizer", "tokenizer_2") if manifest.family == "sdxl" else ("tokenizer",)
-        tokenizers = tuple(CLIPTokenizer.from_pretrained(path / folder) for folder in folders)
-        scheduler_config = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
+        tokenizers = tuple(CLIPTokenizer.from_pretrained(_asset(path, data, folder)) for folder in folders)
+        scheduler_config = json.loads((_asset(path, data, "scheduler") / "scheduler_config.json").read_text())
     except (OSError, KeyError, ValueError) as exc:
-        raise Unavailable(
-            f"the diffusion build folder {path} is incomplete ({exc}): run `python -m export.diffusion`"
-        ) from exc
+        message = f"the diffusion build folder {path} is incomplete ({exc}): run `python -m export.diffusion`"
+        raise Unavailable(message) from exc
     return Build(path=path, manifest=manifest, tokenizers=tokenizers, scheduler_config=scheduler_config)
+
+
+def _asset(path: Path, data: dict[str, Any], name: str) -> Path:
+    """The manifest's `assets` say where tokenizer(s) and scheduler config live (the exporter puts them inside
+    scene_diffusion/, since Triton refuses non-model folders at the top of a repository); else `<build>/<name>`."""
+    return path / data.get("assets", {}).get(name, name)
