@@ -196,7 +196,7 @@ def _max_diff(ours: GeneratedScenes | np.ndarray, theirs: np.ndarray) -> int:
     return int(np.abs(plates.astype(np.int16) - theirs.astype(np.int16)).max())
 
 
-def _reference() -> np.ndarray:
+def reference_photo() -> np.ndarray:
     return np.random.default_rng(5).integers(0, 256, (40, 56, 3), dtype=np.uint8)
 
 
@@ -226,7 +226,7 @@ def test_matches_diffusers_controlnet_inpaint(sd_full: Tiny) -> None:
 def test_matches_diffusers_ip_adapter_without_guidance(sd_full: Tiny) -> None:
     """Without guidance there is no unconditional branch, where the loop deliberately differs (IP scale 0 there);
     cn_weight 0 makes the ControlNet residuals zeros, as if the UNet had none."""
-    params = {"guidance_scale": 1.0, "cn_weight": 0.0, "reference": _reference(), "ip_adapter_weight": 0.7}
+    params = {"guidance_scale": 1.0, "cn_weight": 0.0, "reference": reference_photo(), "ip_adapter_weight": 0.7}
     assert _max_diff(sd_full.run(**params), diffusers_plates(sd_full, scene_request(**params))) <= PLATE_TOLERANCE
 
 
@@ -278,15 +278,15 @@ def test_cn_weight_changes_the_output(sd_full: Tiny) -> None:
 def test_ip_adapter_weight_changes_the_output_with_a_reference(sd_full: Tiny) -> None:
     plain = sd_full.run()
     assert plain.info["ip_adapter_weight"] is None
-    assert _max_diff(plain, np.stack(sd_full.run(reference=_reference(), ip_adapter_weight=0.0).plates)) <= 1
-    weighted = sd_full.run(reference=_reference(), ip_adapter_weight=1.0)
+    assert _max_diff(plain, np.stack(sd_full.run(reference=reference_photo(), ip_adapter_weight=0.0).plates)) <= 1
+    weighted = sd_full.run(reference=reference_photo(), ip_adapter_weight=1.0)
     assert sd_full.components.batches("diffusion_image_encoder") == [1]
     assert _max_diff(plain, np.stack(weighted.plates)) > 0
     assert weighted.info["ip_adapter_weight"] == 1.0
 
 
 def test_a_reference_without_ip_adapter_is_noted(sd: Tiny) -> None:
-    result = sd.run(reference=_reference())
+    result = sd.run(reference=reference_photo())
     assert "diffusion_image_encoder" not in dict(sd.components.calls)
     assert result.info["notes"] == ["the reference image was not used: this diffusion build has no IP-Adapter"]
 
