@@ -26,14 +26,20 @@ from replate.triton_adapter import error_response, input_params
 
 
 class BlsComponents:
-    """`Components` over Triton's BLS: each call is one async inference request to the component model."""
+    """`Components` over Triton's BLS: each call is one async inference request to the component model.
+
+    With max_batch_size > 0 Triton has no tensor of shape [B] alone: the contract's per-item scalars (timestep,
+    conditioning_scale, ip_scale) travel as [B, 1], which the component configs reshape back to [B]."""
 
     async def infer(
         self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
     ) -> dict[str, np.ndarray]:
         request = pb_utils.InferenceRequest(
             model_name=model,
-            inputs=[pb_utils.Tensor(name, value) for name, value in inputs.items()],
+            inputs=[
+                pb_utils.Tensor(name, value.reshape(-1, 1) if value.ndim == 1 else value)
+                for name, value in inputs.items()
+            ],
             requested_output_names=list(outputs),
         )
         response = await request.async_exec()
