@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
 from export.diffusion.components import (
     TEXT_LENGTH,
     Component,
@@ -63,8 +65,6 @@ def export_build(
     if target == "gpu-tensorrt":
         require_tensorrt()
     pipeline_dir, out = Path(pipeline_dir), Path(out)
-    from diffusers import AutoencoderKL
-
     vae_config = AutoencoderKL.load_config(pipeline_dir, subfolder="vae", local_files_only=True)
     # diffusers runs such a VAE in FP32 inside FP16 pipelines (it overflows in FP16): so does the build
     vae_fp32 = vae_config.get("force_upcast", True)
@@ -91,8 +91,6 @@ def export_build(
 
 
 def _manifest_head(pipeline_dir: Path, target: str, fp16: bool, vae: dict[str, Any]) -> dict[str, Any]:
-    from diffusers import UNet2DConditionModel
-
     unet = UNet2DConditionModel.load_config(pipeline_dir, subfolder="unet", local_files_only=True)
     if unet["in_channels"] != 9:
         raise ValueError(f"{pipeline_dir} is not an inpainting pipeline: its UNet takes {unet['in_channels']} channels")
