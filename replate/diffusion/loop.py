@@ -56,9 +56,10 @@ async def generate(request: SceneRequest, build: Build, components: Components) 
             _encode_reference(components, manifest, request.reference),
         )
     latents = _initial_latents(scheduler, generators, masked_latents.shape, image_latents, timesteps)
-    constants = _constant_inputs(request, manifest, conditioning, masked_latents, (text, negative), ip_tokens)
+    inputs = _step_inputs(request, manifest, conditioning, masked_latents, (text, negative), ip_tokens)
     with _timed(timings, "denoise"):
-        latents = await _denoise(components, manifest, scheduler, timesteps, latents, constants, request, generators)
+        denoiser = _Denoiser(components, scheduler, inputs, request.guidance_scale, generators)
+        latents = await denoiser.run(latents, timesteps)
     with _timed(timings, "decode"):
         decoded = await components.infer("diffusion_vae_decoder", {"latent": _np(latents)}, ["image"])
     plates = _plates(decoded["image"], request.image.shape[:2], manifest.vae_scale_factor)
@@ -112,98 +113,90 @@ def _initial_latents(
     return scheduler.add_noise(image_latents.repeat(count, 1, 1, 1), noise, timesteps[:1].repeat(count))
 
 
-def _constant_inputs(
+@dataclass(frozen=True)
+class _StepInputs:
+    """What every step sends besides its sample and timestep, batched [unconditional x N, conditional x N]
+    (diffusers' order) with guidance, [conditional x N] without."""
+
+    unet: dict[str, np.ndarray]
+    inpaint: torch.Tensor
+    """Mask and masked-image latent, the channels 5-9 of the UNet's sample."""
+    controlnet: dict[str, np.ndarray] | None
+    residuals: list[str]
+
+
+def _step_inputs(
     request: SceneRequest,
     manifest: Manifest,
     conditioning: Conditioning,
     masked_latents: torch.Tensor,
     texts: tuple[TextConditioning, TextConditioning | None],
     ip_tokens: torch.Tensor | None,
-) -> dict[str, torch.Tensor]:
-    """The UNet and ControlNet inputs that stay the same every step, batched [unconditional x N, conditional x N]
-    (diffusers' order) with guidance, [conditional x N] without."""
+) -> _StepInputs:
     text, negative = texts
     rows = [negative, text] if negative is not None else [text]
     count, batch = request.num_outputs, request.num_outputs * len(rows)
-    height, width = conditioning.image.shape[-2:]
-    latent_size = masked_latents.shape[-2:]
-    inputs = {
-        "encoder_hidden_states": torch.cat([row.hidden_states.repeat(count, 1, 1) for row in rows]),
-        "mask": F.interpolate(conditioning.mask, size=latent_size).repeat(batch, 1, 1, 1),
-        "masked_image_latents": masked_latents.repeat(batch, 1, 1, 1),
-    }
+    mask = F.interpolate(conditioning.mask, size=masked_latents.shape[-2:])
+    shared = {"encoder_hidden_states": torch.cat([row.hidden_states.repeat(count, 1, 1) for row in rows])}
     if manifest.family == "sdxl":
-        inputs["text_embeds"] = torch.cat([row.text_embeds.repeat(count, 1) for row in rows])
+        height, width = conditioning.image.shape[-2:]
+        shared["text_embeds"] = torch.cat([row.text_embeds.repeat(count, 1) for row in rows])
         # Micro-conditioning as diffusers' defaults: original size = target size = working size, no crop.
-        inputs["time_ids"] = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32).repeat(batch, 1)
+        shared["time_ids"] = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32).repeat(batch, 1)
+    unet = dict(shared)
     if manifest.ip_adapter is not None:
-        tokens = (
-            ip_tokens
-            if ip_tokens is not None
-            else torch.zeros(1, manifest.ip_adapter.tokens, inputs["encoder_hidden_states"].shape[-1])
-        )
+        width = shared["encoder_hidden_states"].shape[-1]
+        tokens = ip_tokens if ip_tokens is not None else torch.zeros(1, manifest.ip_adapter.tokens, width)
         scale = request.ip_adapter_weight if ip_tokens is not None else 0.0
-        inputs["ip_tokens"] = tokens.repeat(batch, 1, 1)
-        inputs["ip_scale"] = torch.tensor([0.0] * (batch - count) + [scale] * count)
+        unet["ip_tokens"] = tokens.repeat(batch, 1, 1)
+        unet["ip_scale"] = torch.tensor([0.0] * (batch - count) + [scale] * count)
+    controlnet, residuals = None, []
     if manifest.controlnet is not None:
-        inputs["controlnet_cond"] = conditioning.edges.repeat(batch, 1, 1, 1)
-        inputs["conditioning_scale"] = torch.full((batch,), request.cn_weight)
-    return inputs
-
-
-async def _denoise(
-    components: Components,
-    manifest: Manifest,
-    scheduler: SchedulerMixin,
-    timesteps: torch.Tensor,
-    latents: torch.Tensor,
-    constants: dict[str, torch.Tensor],
-    request: SceneRequest,
-    generators: list[torch.Generator],
-) -> torch.Tensor:
-    guided = request.guidance_scale > 1
-    step_kwargs = {"generator": generators} if "generator" in inspect.signature(scheduler.step).parameters else {}
-    for t in timesteps:
-        model_input = scheduler.scale_model_input(torch.cat([latents] * 2) if guided else latents, t)
-        noise_pred = await _predict_noise(components, manifest, model_input, t, constants)
-        if guided:
-            uncond, cond = noise_pred.chunk(2)
-            noise_pred = uncond + request.guidance_scale * (cond - uncond)
-        latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
-    return latents
-
-
-async def _predict_noise(
-    components: Components,
-    manifest: Manifest,
-    model_input: torch.Tensor,
-    t: torch.Tensor,
-    constants: dict[str, torch.Tensor],
-) -> torch.Tensor:
-    """One UNet call (after one ControlNet call, when the build has one) on the whole guided batch."""
-    timestep = torch.full((model_input.shape[0],), float(t))
-    shared = {"timestep": timestep, "encoder_hidden_states": constants["encoder_hidden_states"]}
-    shared.update({name: constants[name] for name in ("text_embeds", "time_ids") if name in constants})
-    inputs = {
-        **shared,
-        "sample": torch.cat([model_input, constants["mask"], constants["masked_image_latents"]], dim=1),
-        **{name: constants[name] for name in ("ip_tokens", "ip_scale") if name in constants},
-    }
-    unet_inputs = {name: _np(value) for name, value in inputs.items()}
-    if manifest.controlnet is not None:
-        controlnet_inputs = {
+        controlnet = {
             **shared,
-            "sample": model_input,
-            "controlnet_cond": constants["controlnet_cond"],
-            "conditioning_scale": constants["conditioning_scale"],
+            "controlnet_cond": conditioning.edges.repeat(batch, 1, 1, 1),
+            "conditioning_scale": torch.full((batch,), request.cn_weight),
         }
-        names = [*(f"down_residual_{k}" for k in range(manifest.controlnet.residuals)), "mid_residual"]
-        residuals = await components.infer(
-            "diffusion_controlnet", {name: _np(value) for name, value in controlnet_inputs.items()}, names
-        )
-        unet_inputs.update(residuals)
-    result = await components.infer("diffusion_unet", unet_inputs, ["noise_pred"])
-    return torch.from_numpy(np.asarray(result["noise_pred"], dtype=np.float32))
+        residuals = [*(f"down_residual_{k}" for k in range(manifest.controlnet.residuals)), "mid_residual"]
+    return _StepInputs(
+        unet=_arrays(unet),
+        inpaint=torch.cat([mask, masked_latents], dim=1).repeat(batch, 1, 1, 1),
+        controlnet=_arrays(controlnet) if controlnet is not None else None,
+        residuals=residuals,
+    )
+
+
+@dataclass(frozen=True)
+class _Denoiser:
+    components: Components
+    scheduler: SchedulerMixin
+    inputs: _StepInputs
+    guidance_scale: float
+    generators: list[torch.Generator]
+
+    async def run(self, latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        guided = self.guidance_scale > 1
+        accepts_generator = "generator" in inspect.signature(self.scheduler.step).parameters
+        step_kwargs = {"generator": self.generators} if accepts_generator else {}
+        for t in timesteps:
+            model_input = self.scheduler.scale_model_input(torch.cat([latents] * 2) if guided else latents, t)
+            noise_pred = await self.predict_noise(model_input, t)
+            if guided:
+                uncond, cond = noise_pred.chunk(2)
+                noise_pred = uncond + self.guidance_scale * (cond - uncond)
+            latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+        return latents
+
+    async def predict_noise(self, model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """One UNet call (after one ControlNet call, when the build has one) on the whole guided batch."""
+        timestep = np.full(model_input.shape[0], float(t), dtype=np.float32)
+        sample = torch.cat([model_input, self.inputs.inpaint], dim=1)
+        unet_inputs = {**self.inputs.unet, "sample": _np(sample), "timestep": timestep}
+        if self.inputs.controlnet is not None:
+            controlnet_inputs = {**self.inputs.controlnet, "sample": _np(model_input), "timestep": timestep}
+            unet_inputs |= await self.components.infer("diffusion_controlnet", controlnet_inputs, self.inputs.residuals)
+        result = await self.components.infer("diffusion_unet", unet_inputs, ["noise_pred"])
+        return torch.from_numpy(np.asarray(result["noise_pred"], dtype=np.float32))
 
 
 def _plates(image: np.ndarray, size: tuple[int, int], vae_scale_factor: int) -> list[np.ndarray]:
@@ -244,6 +237,10 @@ def _info(
 
 def _np(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().numpy(), dtype=np.float32)
+
+
+def _arrays(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {name: _np(tensor) for name, tensor in tensors.items()}
 
 
 @contextmanager
