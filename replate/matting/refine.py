@@ -22,7 +22,9 @@ Method, and why:
    spread of the known colours (a second push-pull of I^2) gives the noise of that estimate, so values within
    2.5 standard errors of 0 or 1 snap to it: a textured backdrop does not turn into faint alpha specks, and a
    highlight on hair does not punch a hole. Where |F - B| is too small to trust (subject and backdrop of one
-   colour) the coarse mask, guided-filtered by the image at full resolution, is used instead.
+   colour), or where the pixel is far from every mix of them (its distance from the line B-F is more than 0.3-0.6
+   of |F - B|: a backdrop object under the segmenter's haze, not a strand), the coarse mask, guided-filtered by
+   the image at full resolution, is used instead.
 3. Foreground colours (`estimate_foreground`) by blur fusion (Forte & Pitie, "Approximate fast foreground
    colour estimation", ICIP 2021; the method Photoroom uses): two rounds of alpha-weighted box blurs (radius
    ~long side / 13, then 3 px) estimate smooth F and B, and F is corrected by alpha times the compositing
@@ -66,6 +68,9 @@ _MIN_CONTRAST_LEVELS = 18.0  # |F - B| below this (8-bit levels) gives no usable
 _FULL_TRUST_CONTRAST_LEVELS = 45.0
 _SNAP_STANDARD_ERRORS = 2.5
 _MIN_SNAP, _MAX_SNAP = 0.02, 0.25
+# A pixel the mix of F and B does not explain (its distance from the line B-F, over |F - B|) is not a mix of them:
+# a motorcycle behind a product, under the segmenter's haze, unmixed against colours spread from afar.
+_FULL_TRUST_MISFIT, _MAX_MISFIT = 0.3, 0.6
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -176,6 +181,9 @@ def _solve(image: np.ndarray, coarse: np.ndarray, trimap: Trimap) -> tuple[np.nd
     snap_high = np.clip(_SNAP_STANDARD_ERRORS * foreground_sigma[band] / np.maximum(length, 1e-6), _MIN_SNAP, _MAX_SNAP)
     estimate = np.where(estimate < snap_low, 0.0, np.where(estimate > 1.0 - snap_high, 1.0, estimate))
     trust = np.clip((length - _MIN_CONTRAST_LEVELS) / (_FULL_TRUST_CONTRAST_LEVELS - _MIN_CONTRAST_LEVELS), 0.0, 1.0)
+    mixed = bg + np.clip(estimate, 0.0, 1.0)[:, None] * contrast
+    misfit = np.sqrt(np.einsum("ij,ij->i", observed - mixed, observed - mixed)) / np.maximum(length, 1e-6)
+    trust = np.minimum(trust, np.clip((_MAX_MISFIT - misfit) / (_MAX_MISFIT - _FULL_TRUST_MISFIT), 0.0, 1.0))
     if (trust < 1.0).any():
         guided = _guided_coarse(image, coarse)[band]
         estimate = trust * estimate + (1.0 - trust) * np.clip(guided, 0.0, 1.0)

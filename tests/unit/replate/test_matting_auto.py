@@ -21,6 +21,8 @@ from replate.matting import (
     estimate_matte,
     estimate_mattes,
 )
+from replate.matting.auto import PLAIN_BORDER, segmenter_core
+from replate.matting.studio import StudioBackdrop, border_plainness
 from replate.models import ModelMissing
 from tests.unit.replate.synthetic import StudioShot, render_studio_shot
 
@@ -134,15 +136,56 @@ def test_auto_falls_back_to_learned_when_studio_finds_no_subject(shot: StudioSho
     assert AutoMatting(StudioMatting(), learned).estimate(image).engine == "u2netp+refine"
 
 
-def test_auto_distrusts_a_studio_cut_the_segmenter_disagrees_with(shot: StudioShot) -> None:
-    """A border can look like a backdrop without being one (brick walls, night skies on the benchmark): when the
-    studio cut and the segmenter disagree, the segmenter's mask is refined instead."""
+def test_auto_distrusts_a_studio_cut_that_drops_the_segmenters_subject(shot: StudioShot) -> None:
+    """When the studio cut loses most of what the segmenter is sure is subject (here: the segmenter sees a subject
+    where the studio engine sees plain backdrop), the segmenter's mask is refined instead."""
     elsewhere = np.zeros_like(shot.alpha)
     elsewhere[: HEIGHT // 3, : WIDTH // 3] = 1.0
     auto = AutoMatting(StudioMatting(), SegmenterMatting(oracle_segment(elsewhere), "u2netp"))
     matte = auto.estimate(shot.rgb)
     assert matte.engine == "u2netp+refine"
     check_contract(shot.rgb, matte)
+
+
+def test_border_plainness_tells_a_studio_sweep_from_a_texture_and_ignores_local_intrusions() -> None:
+    height, width = 300, 450
+    ramp = np.linspace(150, 220, width, dtype=np.float32)
+    clean = np.repeat(np.repeat(ramp[None, :, None], height, axis=0), 3, axis=2)
+    model = StudioBackdrop(rgb=clean, noise=1.0)
+    uncovered = np.ones((height, width), bool)
+    noise = np.random.default_rng(0).normal(0, 1.0, clean.shape)
+    plain = np.clip(clean + noise, 0, 255).astype(np.uint8)
+    assert border_plainness(plain, model, uncovered) == 1.0
+    hairy = plain.copy()
+    hairy[-40:, : width // 5] = 30  # dark strands reaching one stretch of the border: local, so ignored
+    assert border_plainness(hairy, model, uncovered) == 1.0
+    texture = 25.0 * np.sin(np.arange(width)[None, :, None] * 0.9) * np.cos(np.arange(height)[:, None, None] * 0.7)
+    brick = np.clip(clean + texture + noise, 0, 255).astype(np.uint8)
+    assert border_plainness(brick, model, uncovered) < PLAIN_BORDER
+    assert border_plainness(plain, model, np.zeros_like(uncovered)) == 0.0  # nothing uncovered to judge
+
+
+def test_studio_keeps_shadow_coloured_subject_the_segmenter_is_sure_of(shot: StudioShot) -> None:
+    """A grey stripe on the subject looks like a shadow on the backdrop; running down into the subject's soft cast
+    shadow, the studio engine alone cuts it out with the shadow, and the segmenter's sure core keeps it."""
+    subject = shot.alpha >= 1.0
+    rows = np.nonzero(subject)[0]
+    middle = int(subject.sum(axis=0).argmax())  # through the tallest part of the subject
+    stripe = np.zeros_like(subject)
+    stripe[(rows.min() + rows.max()) // 2 :, middle - 20 : middle + 20] = True
+    stripe &= subject
+    shadow = np.zeros(subject.shape, np.float32)
+    cv2.ellipse(shadow, (middle, rows.max() + 10), (120, 30), 0, 0, 360, 1.0, -1)
+    shadow = np.maximum(cv2.GaussianBlur(shadow, (0, 0), 12), stripe)
+    darkened = shot.backdrop * (1.0 - 0.45 * shadow)[:, :, None]
+    image = np.where((stripe | ~subject)[:, :, None], darkened, shot.rgb).astype(np.uint8)
+    coarse = cv2.resize(cv2.resize(shot.alpha, (320, 320), interpolation=cv2.INTER_AREA), (WIDTH, HEIGHT))
+    core = segmenter_core(coarse)
+    grey_subject = stripe & core
+    alone = StudioMatting().estimate(image)
+    with_prior = StudioMatting().estimate(image, subject_prior=core)
+    assert (alone.alpha[grey_subject] >= 128).mean() < 0.5  # the failure the prior is for
+    assert (with_prior.alpha[grey_subject] >= 128).mean() > 0.95
 
 
 def test_factory_errors(tmp_path: Path) -> None:
