@@ -54,6 +54,7 @@ def create_app(
             resolver=resolver,
         )
         services: Services = app.state.services
+        log.info("scene engines: %s", ", ".join(await triton.scene_engines()))
         tasks = [asyncio.create_task(_keep_house(services))]
         tasks += [
             asyncio.create_task(PredictionWorker(services).run_forever()) for _ in range(settings.prediction_workers)

@@ -53,6 +53,7 @@ def replace_options(services: Services, body: ReplaceBackgroundRequest) -> Repla
         num_outputs=body.num_outputs,
         output_format=body.output_format,
         negative_prompt=body.negative_prompt,
+        mode=body.mode,
         **limits_for_pipeline(services),
     )
 

@@ -47,7 +47,11 @@ class ReplaceBackgroundRequest(Strict):
     num_outputs: int = Field(1, ge=1, le=4, description="Scenes to render (seed, seed+1, ...); charged per output.")
     output_format: Literal["png", "jpeg", "webp"] = "png"
     return_base64: bool = Field(False, description="Return data URLs and store nothing.")
-    mode: Literal["fast", "balanced", "quality"] = "balanced"
+    mode: Literal["fast", "balanced", "quality"] | None = Field(
+        None,
+        description="Speed against quality of a generated scene (steps and working resolution); the diffusion "
+        "engine's default, balanced, when omitted. Used by a diffusion scene engine only.",
+    )
     harmonize: float = Field(0.0, ge=0.0, le=1.0, description="Relight the subject to match the scene (0 = off).")
 
 

@@ -17,7 +17,7 @@ from gateway.app import create_app
 from gateway.logs import configure_logging
 from gateway.migrate import upgrade_database
 from gateway.settings import Settings
-from gateway.tritonserver import TritonServer
+from gateway.tritonserver import MODEL_REPOSITORY, TritonServer
 from replate.models import model_path
 
 log = logging.getLogger("replate.serve")
@@ -40,7 +40,8 @@ def serve(settings: Settings) -> int:
     triton = None
     try:
         if not settings.triton_url:
-            triton = TritonServer(settings.data_dir / "triton", settings.models_dir)
+            extra = (settings.diffusion_dir,) if settings.diffusion_dir else ()
+            triton = TritonServer(settings.data_dir / "triton", settings.models_dir, (MODEL_REPOSITORY, *extra))
             log.info("starting tritonserver (log: %s)", triton.log_path)
             triton.start()
             settings = settings.model_copy(update={"triton_url": triton.grpc_url})

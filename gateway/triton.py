@@ -18,6 +18,10 @@ MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 channel args are given."""
 
 
+SCENE_MODEL = "scene_diffusion"
+DRAWN_SCENE_ENGINES = ("color", "reference", "studio")
+
+
 @dataclass(frozen=True)
 class PipelineOutput:
     images: list[bytes]
@@ -32,6 +36,10 @@ class Pipelines(Protocol):
     ) -> PipelineOutput: ...
 
     async def is_ready(self) -> bool: ...
+
+    async def scene_engines(self) -> list[str]:
+        """The scene engines requests can reach: the drawn ones always, a diffusion engine when one is loaded."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -73,6 +81,16 @@ class TritonPipelines:
             return bool(await self._client.is_server_ready(client_timeout=2.0))
         except InferenceServerException:
             return False
+
+    async def scene_engines(self) -> list[str]:
+        engines = list(DRAWN_SCENE_ENGINES)
+        try:
+            if await self._client.is_model_ready(SCENE_MODEL, client_timeout=2.0):
+                config = await self._client.get_model_config(SCENE_MODEL, as_json=True, client_timeout=2.0)
+                engines.append(config["config"]["parameters"]["engine"]["string_value"])
+        except InferenceServerException:
+            pass  # Triton unreachable or no scene model: the drawn engines are what is left
+        return engines
 
     async def close(self) -> None:
         await self._client.close()

@@ -18,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 from replate.errors import InvalidRequest, ReplateError, Unavailable, format_error, parse_error
 from replate.matting import Matte
-from replate.pipeline import PipelineResult, Steps
+from replate.pipeline import PipelineResult, SceneJob, ScenePlates, Steps
 
 
 def error_response(error: ReplateError) -> Any:
@@ -86,12 +86,15 @@ def segment_with_model(model_name: str) -> Callable[[np.ndarray], np.ndarray]:
     return segment
 
 
-async def answer_batch(requests: list[Any], start: Callable[[Any], Steps], matting_model: str) -> list[Any]:
-    """Run a batch of pipeline requests: every pipeline runs to the point where it needs a matte, all mattes are
-    asked of `matting_model` at once (so Triton batches them there), then every pipeline finishes. A coded failure
-    answers only the request that caused it."""
+async def answer_batch(
+    requests: list[Any], start: Callable[[Any], Steps], matting_model: str, scene_model: str | None = None
+) -> list[Any]:
+    """Run a batch of pipeline requests in rounds: every pipeline runs to the point where it needs something, all of
+    them are asked at once (mattes of `matting_model`, so Triton batches them there; generated scenes of
+    `scene_model`, whose UNet steps then meet in the UNet's batcher), and every pipeline goes on with its answer.
+    A coded failure answers only the request that caused it."""
     results: list[PipelineResult | ReplateError | None] = [None] * len(requests)
-    waiting: list[tuple[int, Steps, np.ndarray]] = []
+    waiting: list[tuple[int, Steps, np.ndarray | SceneJob]] = []
     for index, request in enumerate(requests):
         try:
             steps = start(request)
@@ -100,22 +103,41 @@ async def answer_batch(requests: list[Any], start: Callable[[Any], Steps], matti
             results[index] = finished.value
         except ReplateError as error:
             results[index] = error
-    mattes = await asyncio.gather(*(_matte(matting_model, image) for _, _, image in waiting), return_exceptions=True)
-    for (index, steps, _image), matte in zip(waiting, mattes, strict=True):
-        results[index] = _finish(steps, matte)
+    while waiting:
+        answers = await asyncio.gather(
+            *(_ask(asked, matting_model, scene_model) for _, _, asked in waiting), return_exceptions=True
+        )
+        still_waiting = []
+        for (index, steps, _asked), answer in zip(waiting, answers, strict=True):
+            outcome = _advance(steps, answer)
+            if isinstance(outcome, np.ndarray | SceneJob):
+                still_waiting.append((index, steps, outcome))
+            else:
+                results[index] = outcome
+        waiting = still_waiting
     return [_pipeline_response(result) for result in results]
 
 
-def _finish(steps: Steps, matte: Matte | BaseException) -> PipelineResult | ReplateError:
-    if isinstance(matte, BaseException):
-        return matte if isinstance(matte, ReplateError) else ReplateError(f"matting failed: {matte!r}")
+async def _ask(asked: np.ndarray | SceneJob, matting_model: str, scene_model: str | None) -> Matte | ScenePlates:
+    if not isinstance(asked, SceneJob):
+        return await _matte(matting_model, asked)
+    if scene_model is None:
+        raise ReplateError("a pipeline asked for a generated scene, and this model has no scene model")
+    return await _scenes(scene_model, asked)
+
+
+def _advance(
+    steps: Steps, answer: Matte | ScenePlates | BaseException
+) -> PipelineResult | ReplateError | np.ndarray | SceneJob:
+    """Send the answer on: the pipeline's result, its failure, or what it asks for next."""
+    if isinstance(answer, BaseException):
+        return answer if isinstance(answer, ReplateError) else ReplateError(f"a pipeline step failed: {answer!r}")
     try:
-        steps.send(matte)
+        return steps.send(answer)
     except StopIteration as finished:
         return finished.value
     except ReplateError as error:
         return error
-    return ReplateError("a pipeline asked for a second matte")
 
 
 def _pipeline_response(result: PipelineResult | ReplateError | None) -> Any:
@@ -124,6 +146,28 @@ def _pipeline_response(result: PipelineResult | ReplateError | None) -> Any:
     images = pb_utils.Tensor("IMAGES", np.array([result.images], dtype=np.object_))
     info = pb_utils.Tensor("INFO", np.array([[json.dumps(result.info).encode()]], dtype=np.object_))
     return pb_utils.InferenceResponse(output_tensors=[images, info])
+
+
+async def _scenes(model_name: str, job: SceneJob) -> ScenePlates:
+    """The generated plates of one SceneJob from the `model_name` Triton model (BLS)."""
+    inputs = [pb_utils.Tensor("IMAGE", job.image), pb_utils.Tensor("ALPHA", job.alpha)]
+    if job.reference is not None:
+        inputs.append(pb_utils.Tensor("REFERENCE", job.reference))
+    inputs.append(json_tensor("PARAMS", job.params))
+    request = pb_utils.InferenceRequest(
+        model_name=model_name, inputs=_with_batch_axis(inputs), requested_output_names=["SCENES", "INFO"]
+    )
+    response = await request.async_exec()
+    if response.has_error():
+        raise parse_error(response.error().message())
+    scenes = pb_utils.get_output_tensor_by_name(response, "SCENES").as_numpy()[0]
+    info = json.loads(bytes(pb_utils.get_output_tensor_by_name(response, "INFO").as_numpy().reshape(-1)[0]))
+    return ScenePlates(plates=list(scenes), info=info)
+
+
+def _with_batch_axis(tensors: list[Any]) -> list[Any]:
+    """The same tensors with a leading batch axis of 1 (a request to a model with max_batch_size > 0)."""
+    return [pb_utils.Tensor(tensor.name(), tensor.as_numpy()[np.newaxis]) for tensor in tensors]
 
 
 async def _matte(model_name: str, image: np.ndarray) -> Matte:

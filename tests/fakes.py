@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.triton import PipelineOutput
+from gateway.triton import DRAWN_SCENE_ENGINES, PipelineOutput
 from replate.errors import ReplateError
 from replate.matting import estimate_matte
 from replate.pipeline import RemoveOptions, ReplaceOptions, options_from_params, remove_background, replace_background
@@ -35,6 +35,9 @@ class InProcessPipelines:
 
     async def is_ready(self) -> bool:
         return self.fail_with is None
+
+    async def scene_engines(self) -> list[str]:
+        return list(DRAWN_SCENE_ENGINES)
 
     async def close(self) -> None:
         pass

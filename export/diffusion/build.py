@@ -85,7 +85,7 @@ def export_build(
             manifest["components"][component.name]["dtype"] = dtype
             manifest["parity"][component.name] = parity.as_json()
     _copy_assets(pipeline_dir, out)
-    write_scene_folder(out, target)
+    write_scene_folder(out, target, manifest["engine"])
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

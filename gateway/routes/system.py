@@ -46,10 +46,12 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["system"], responses={503: {"model": ErrorBody}})
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Triton and the database are reachable."""
+    """Triton and the database are reachable; `engines` lists the scene engines requests can reach (a
+    `diffusion-*` engine only when a diffusion build is loaded)."""
     checks = {"triton": await services.triton.is_ready(), "database": await _database_ready(services)}
     if all(checks.values()):
-        return JSONResponse({"status": "ready", "checks": checks})
+        engines = {"scene": await services.triton.scene_engines()}
+        return JSONResponse({"status": "ready", "checks": checks, "engines": engines})
     failing = ", ".join(name for name, ok in checks.items() if not ok)
     body = {"error": {"code": "unavailable", "message": f"not ready: {failing}"}, "checks": checks}
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})

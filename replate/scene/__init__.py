@@ -33,7 +33,7 @@ def make_scene(spec: SceneSpec, width: int, height: int) -> Scene:
             return scene
         note = (
             "the reference image was used as the scene as is; scene_prompt was not applied: a prompted scene guided "
-            "by a reference needs a diffusion engine, which this server does not run"
+            "by a reference needs a diffusion engine, and none is loaded on this server"
         )
         return Scene(rgb=scene.rgb, engine=scene.engine, notes=(*scene.notes, note))
     return ENGINES["studio"].render(spec, width, height)

@@ -3,9 +3,7 @@ onnxruntime does in-process, also when requests of two image sizes share a dynam
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,13 +21,6 @@ from gateway.tritonserver import TritonServer
 pytestmark = pytest.mark.slow
 
 
-def has_scene_model() -> bool:
-    try:
-        return importlib.util.find_spec("replate.diffusion.triton_model") is not None
-    except ModuleNotFoundError:  # replate.diffusion itself is missing
-        return False
-
-
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tiny = build_tiny(tmp_path_factory.mktemp("tiny"), "sd")
@@ -37,8 +28,6 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     export_build(
         tiny.pipeline, out, target="cpu-python", controlnet_dir=tiny.controlnet, ip_adapter_dir=tiny.ip_adapter
     )
-    if not has_scene_model():  # its model.py would fail to import and stop the server
-        shutil.rmtree(out / "scene_diffusion")
     return out
 
 
@@ -108,9 +97,6 @@ def test_requests_of_two_sizes_in_one_batch_are_answered_each(build: Path, trito
         np.testing.assert_allclose(answer["noise_pred"], session.run(None, arrays)[0], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(
-    not has_scene_model(), reason="replate.diffusion.triton_model does not exist yet: scene_diffusion is not loaded"
-)
 def test_scene_model_loads(triton: TritonServer) -> None:
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     assert client.is_model_ready("scene_diffusion")

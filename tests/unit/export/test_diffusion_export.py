@@ -71,12 +71,12 @@ def test_assets_and_the_scene_model(built: tuple[Path, dict[str, Any]]) -> None:
     assert (out / manifest["assets"]["scheduler"] / "scheduler_config.json").is_file()
     assert (out / "scene_diffusion" / "1" / "model.py").read_text() == SCENE_MODEL_PY
     config = parse_config(out / "scene_diffusion" / "config.pbtxt")
-    assert config.backend == "python" and config.max_batch_size == 0
-    assert {t.name: t.optional for t in config.input} == {
-        "IMAGE": False,
-        "ALPHA": False,
-        "REFERENCE": True,
-        "PARAMS": False,
+    assert config.backend == "python" and config.max_batch_size == 8 and config.HasField("dynamic_batching")
+    assert {t.name: (t.optional, t.allow_ragged_batch) for t in config.input} == {
+        "IMAGE": (False, True),
+        "ALPHA": (False, True),
+        "REFERENCE": (True, True),
+        "PARAMS": (False, False),
     }
     assert [t.name for t in config.output] == ["SCENES", "INFO"]
     assert config.parameters["diffusion_dir"].string_value == str(out.resolve())
