@@ -30,7 +30,14 @@ class Conditioning:
     masked_image: torch.Tensor
     """(1, 3, h, w) the source with the repainted region zeroed (0 = mid grey in [-1, 1])."""
     edges: torch.Tensor
-    """(1, 3, h, w) Canny edges of the subject in [0, 1], the ControlNet's conditioning image."""
+    """(1, 3, h, w) Canny edges of the subject in [0, 1], a canny ControlNet's conditioning image."""
+    planes: torch.Tensor
+    """(1, 3, h, w) a two-plane depth map in [0, 1] from the matte (subject near = 1, scene far = 0, the outline
+    softened), a depth ControlNet's conditioning image: replate has no depth estimator, and the scene is new anyway;
+    what the ControlNet should keep is that something stands in front where the subject is."""
+
+    def control_image(self, kind: str) -> torch.Tensor:
+        return self.planes if kind == "depth" else self.edges
 
 
 def prepare_conditioning(
@@ -46,8 +53,16 @@ def prepare_conditioning(
         rgb[np.newaxis].astype(np.float32) / 255, repaint[np.newaxis, ..., np.newaxis], vae_scale_factor
     )
     edges_rgb = np.repeat(edges[np.newaxis, ..., np.newaxis], 3, axis=-1).astype(np.float32) / 255
-    edges_t = VaeImageProcessor(vae_scale_factor=vae_scale_factor, do_normalize=False).preprocess(edges_rgb)
-    return Conditioning(image=image_t, mask=mask_t, masked_image=image_t * (mask_t < 0.5), edges=edges_t)
+    processor = VaeImageProcessor(vae_scale_factor=vae_scale_factor, do_normalize=False)
+    planes = cv2.GaussianBlur(subject.astype(np.float32), (0, 0), max(1.0, MATTE_DILATE_PX / 2))
+    planes_rgb = np.repeat(planes[np.newaxis, ..., np.newaxis], 3, axis=-1)
+    return Conditioning(
+        image=image_t,
+        mask=mask_t,
+        masked_image=image_t * (mask_t < 0.5),
+        edges=processor.preprocess(edges_rgb),
+        planes=processor.preprocess(planes_rgb),
+    )
 
 
 def preprocess_inpaint_inputs(

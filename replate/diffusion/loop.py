@@ -154,7 +154,7 @@ def _step_inputs(
     if manifest.controlnet is not None:
         controlnet = {
             **shared,
-            "controlnet_cond": conditioning.edges.repeat(batch, 1, 1, 1),
+            "controlnet_cond": conditioning.control_image(manifest.controlnet.kind).repeat(batch, 1, 1, 1),
             "conditioning_scale": torch.full((batch,), request.cn_weight),
         }
         residuals = [*(f"down_residual_{k}" for k in range(manifest.controlnet.residuals)), "mid_residual"]
@@ -219,6 +219,10 @@ def _info(
     notes = []
     if request.reference is not None and manifest.ip_adapter is None:
         notes.append("the reference image was not used: this diffusion build has no IP-Adapter")
+    if manifest.controlnet is not None and manifest.controlnet.kind == "depth":
+        notes.append(
+            "the depth ControlNet was given a two-plane depth from the matte (subject in front), not a depth estimate"
+        )
     return {
         "engine": manifest.engine,
         "scheduler": request.scheduler,

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -313,3 +314,15 @@ def test_mask_repaints_the_background_and_a_rim_of_the_subject() -> None:
     assert conditioning.masked_image[0][:, mask == 1].abs().max() == 0
     edges = conditioning.edges[0, 0].numpy()
     assert edges.max() == 1 and edges[:4].max() == 0  # the subject's outline, nothing of the far background
+
+
+def test_a_depth_controlnet_is_conditioned_on_two_planes_from_the_matte() -> None:
+    image, alpha = subject_photo()
+    conditioning = prepare_conditioning(image, alpha, SIZE, SIZE, 8)
+    planes = conditioning.control_image("depth")[0].numpy()
+    assert conditioning.control_image("canny") is conditioning.edges
+    assert planes.shape == (3, SIZE, SIZE) and planes.min() >= 0.0 and planes.max() <= 1.0
+    subject = cv2.resize(alpha, (SIZE, SIZE)) == 255
+    far = cv2.dilate(subject.astype(np.uint8), np.ones((15, 15), np.uint8)) == 0
+    assert planes[0][cv2.erode(subject.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0].min() > 0.9
+    assert planes[0][far].max() < 0.05
