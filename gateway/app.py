@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.admission import Admission, RateLimiter
 from gateway.credits import get_balance, release_stale_holds
 from gateway.db import create_engine, create_sessionmaker, utcnow
 from gateway.deps import Services
@@ -44,13 +45,16 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
         triton = pipelines or TritonPipelines(settings.triton_url, settings.triton_timeout_s)
+        metrics = Metrics.create()
         app.state.services = Services(
             settings=settings,
             engine=engine,
             sessions=create_sessionmaker(engine),
             triton=triton,
             storage=create_storage(settings),
-            metrics=Metrics.create(),
+            metrics=metrics,
+            admission=Admission.from_settings(settings, metrics),
+            rate_limiter=RateLimiter.from_settings(settings, metrics),
             resolver=resolver,
         )
         services: Services = app.state.services

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.admission import Admission, RateLimiter
 from gateway.auth import authenticate
 from gateway.fetch import FetchPolicy, Resolver
 from gateway.metrics import Metrics
@@ -28,6 +29,8 @@ class Services:
     triton: Pipelines
     storage: Storage
     metrics: Metrics
+    admission: Admission
+    rate_limiter: RateLimiter
     resolver: Resolver | None = None
     """DNS for image URLs; None means the system resolver (tests pass a stub)."""
     work_available: asyncio.Event = field(default_factory=asyncio.Event)

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from replate.errors import ReplateError
+from replate.errors import ReplateError, Unavailable
 
 log = logging.getLogger("replate.gateway")
 
@@ -48,6 +48,25 @@ class IdempotencyKeyReused(ReplateError):
     code = "idempotency_key_reused"
 
 
+class Overloaded(Unavailable):
+    """Too much work in flight (this gateway's queue, or Triton's): a retry after `retry_after_s` may succeed. An
+    Unavailable, so that a prediction that meets it goes back to its queue."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(ReplateError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 HTTP_STATUS = {
     "invalid_request": 422,
     "conflicting_scene_sources": 422,
@@ -61,15 +80,23 @@ HTTP_STATUS = {
     "url_forbidden": 422,
     "url_fetch_failed": 422,
     "idempotency_key_reused": 422,
+    "rate_limited": 429,
     "timeout": 504,
     "unavailable": 503,
+    "overloaded": 503,
     "internal": 500,
 }
-RETRY_AFTER_S = {"unavailable": 5}
+RETRY_AFTER_S = {"unavailable": 5, "overloaded": 2}
+"""Retry-After of the codes that have one, unless the error carries its own estimate (`retry_after_s`)."""
 
 
 def http_status(error: ReplateError) -> int:
     return HTTP_STATUS.get(error.code, 500)
+
+
+def retry_after_s(error: ReplateError) -> int | None:
+    """Seconds after which a retry may succeed, for the errors that say so (Retry-After, gRPC retry pushback)."""
+    return getattr(error, "retry_after_s", RETRY_AFTER_S.get(error.code))
 
 
 GRPC_STATUS = {
@@ -104,8 +131,10 @@ REMOVEBG_STATUS = {"unauthorized": 403, "insufficient_credits": 402, "not_found"
 """remove.bg's own statuses: 403 for a bad key, 402 for no credits, 400 for any other client error."""
 
 
-def error_response(request: Request, code: str, message: str, status: int) -> JSONResponse:
-    headers = {"Retry-After": str(RETRY_AFTER_S[code])} if code in RETRY_AFTER_S else None
+def error_response(
+    request: Request, code: str, message: str, status: int, retry_after: int | None = None
+) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     if request.url.path == REMOVEBG_PATH:
         status = REMOVEBG_STATUS.get(code, 400 if status < 500 else status)
         body: dict[str, object] = {"errors": [{"title": message, "code": code}]}
@@ -120,7 +149,7 @@ async def _replate_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500 and exc.code == "internal":
         log.error("internal error on %s: %s", request.url.path, exc.message)
         return error_response(request, "internal", "the server failed to process this request; try again later", status)
-    return error_response(request, exc.code, exc.message, status)
+    return error_response(request, exc.code, exc.message, status, retry_after_s(exc))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

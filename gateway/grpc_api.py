@@ -6,7 +6,9 @@ Each call: authenticate the key in the metadata, check the fields against the HT
 for both protocols), run the operation, answer. Every answer to an authenticated call carries `x-request-id`,
 `x-remaining-credits` and, when it charged, `x-credits-charged`, in its initial and its trailing metadata. A
 `ReplateError` becomes its gRPC status (`gateway.errors.grpc_status`) with the message as details and the code in
-the `x-error-code` trailing metadata; any other exception becomes INTERNAL with a generic message.
+the `x-error-code` trailing metadata (an error worth retrying later, `overloaded`, `unavailable`, `rate_limited`,
+adds `retry-after` in seconds and gRPC's own retry pushback, `grpc-retry-pushback-ms`); any other exception becomes
+INTERNAL with a generic message. The caller's deadline bounds the Triton call.
 
 Synchronous calls store nothing: their outputs travel as bytes in the reply.
 """
@@ -33,7 +35,7 @@ from gateway.auth import authenticate
 from gateway.credits import get_balance
 from gateway.db import Prediction, as_utc
 from gateway.deps import Services, presented_key
-from gateway.errors import grpc_status
+from gateway.errors import grpc_status, retry_after_s
 from gateway.images import InputImage, image_from_bytes
 from gateway.logs import start_request
 from gateway.proto.replate.v1 import replate_pb2 as pb
@@ -69,6 +71,8 @@ _STATUSES = {
 class _Caller:
     account_id: int
     request_id: str
+    deadline: float | None
+    """time.monotonic() when the client stops waiting, if it set a deadline."""
 
 
 class ReplateServicer(replate_pb2_grpc.ReplateServicer):
@@ -134,6 +138,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
             options=options,
             store=False,
             harmonize=body.harmonize,
+            deadline=caller.deadline,
         )
         info = delivered.output.info
         reply = pb.ReplaceBackgroundResponse(
@@ -161,7 +166,13 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
         image = await self._image(request, "image")
         options = operations.remove_options(self.services, body)
         delivered = await operations.remove_background(
-            self.services, caller.account_id, caller.request_id, image=image, options=options, store=False
+            self.services,
+            caller.account_id,
+            caller.request_id,
+            image=image,
+            options=options,
+            store=False,
+            deadline=caller.deadline,
         )
         info = delivered.output.info
         reply = pb.RemoveBackgroundResponse(
@@ -264,7 +275,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
         failure: ReplateError
         try:
             account_id = await self._authenticate(context)
-            reply, credits_charged = await operation(_Caller(account_id, request_id))
+            reply, credits_charged = await operation(_Caller(account_id, request_id, _deadline(context)))
         except ReplateError as error:
             if error.code == "internal":
                 log.error("internal error in gRPC %s: %s", method, error.message)
@@ -283,7 +294,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
         metadata = await self._response_metadata(request_id, account_id, None)
         await context.send_initial_metadata(metadata)
         self._log_access(method, status, started, account_id)
-        await context.abort(status, details, trailing_metadata=(*metadata, ("x-error-code", failure.code)))
+        await context.abort(status, details, trailing_metadata=(*metadata, *_error_metadata(failure)))
 
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> int:
         metadata: dict[str, Any] = dict(context.invocation_metadata() or ())
@@ -319,6 +330,19 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
                 "route": route,
             },
         )
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    time_remaining_s = context.time_remaining()
+    return None if time_remaining_s is None else time.monotonic() + time_remaining_s
+
+
+def _error_metadata(error: ReplateError) -> Metadata:
+    metadata = [("x-error-code", error.code)]
+    retry_after = retry_after_s(error)
+    if retry_after is not None:
+        metadata += [("retry-after", str(retry_after)), ("grpc-retry-pushback-ms", str(retry_after * 1000))]
+    return tuple(metadata)
 
 
 def _validated(schema: type[Schema], **fields: object) -> Schema:

@@ -24,6 +24,9 @@ class Metrics:
     holds_outstanding: Gauge
     credits_held: Gauge
     predictions: Gauge
+    inflight: Gauge
+    queued: Gauge
+    rejections: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -56,6 +59,16 @@ class Metrics:
             credits_held=Gauge("replate_credits_held", "Credits reserved by holds in flight", registry=registry),
             predictions=Gauge(
                 "replate_predictions", "Predictions by status (starting = queue depth)", ["status"], registry=registry
+            ),
+            inflight=Gauge("replate_pipeline_calls_inflight", "Pipeline calls holding a slot", registry=registry),
+            queued=Gauge(
+                "replate_pipeline_calls_queued", "Requests and prediction workers waiting for a slot", registry=registry
+            ),
+            rejections=Counter(
+                "replate_rejections",
+                "Requests refused before any work: queue_full, queue_timeout, rate_limited, triton_overloaded",
+                ["reason"],
+                registry=registry,
             ),
         )
 

@@ -1,5 +1,6 @@
-"""What a request does, whatever its endpoint or protocol: read the inputs, hold credits, run the Triton pipeline,
-deliver, capture. Routes and gRPC servicers are thin translations around these functions.
+"""What a request does, whatever its endpoint or protocol: read the inputs, pass admission control (rate limit,
+in-flight slot), hold credits, run the Triton pipeline, deliver, capture. Routes and gRPC servicers are thin
+translations around these functions.
 
 Options are built as `replate.pipeline` option objects, whose validation runs here, before any credit moves.
 """
@@ -10,9 +11,11 @@ import base64
 import secrets
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from gateway.credits import charge
 from gateway.deps import Services
+from gateway.errors import Overloaded, Timeout
 from gateway.images import InputImage, read_image_field
 from gateway.schemas import SEED_MAX, RemoveBackgroundRequest, ReplaceBackgroundRequest
 from gateway.triton import PipelineOutput
@@ -79,8 +82,10 @@ async def replace_background(
     store: bool,
     harmonize: float = 0.0,
     price: int | None = None,
+    deadline: float | None = None,
 ) -> Delivered:
-    """`price` defaults to the replace-background price per output; remove.bg's background option passes its own."""
+    """`price` defaults to the replace-background price per output; remove.bg's background option passes its own.
+    `deadline` (time.monotonic()) is the caller's own, when it set one (gRPC)."""
     check_replace(options, scene_image, harmonize)
     return await _run_charged(
         services,
@@ -93,11 +98,19 @@ async def replace_background(
         scene_image=scene_image,
         fmt=options.output_format,
         store=store,
+        deadline=deadline,
     )
 
 
 async def remove_background(
-    services: Services, account_id: int, request_id: str, *, image: InputImage, options: RemoveOptions, store: bool
+    services: Services,
+    account_id: int,
+    request_id: str,
+    *,
+    image: InputImage,
+    options: RemoveOptions,
+    store: bool,
+    deadline: float | None = None,
 ) -> Delivered:
     return await _run_charged(
         services,
@@ -110,6 +123,7 @@ async def remove_background(
         scene_image=None,
         fmt=options.output_format,
         store=store,
+        deadline=deadline,
     )
 
 
@@ -130,14 +144,48 @@ async def _run_charged(
     scene_image: InputImage | None,
     fmt: str,
     store: bool,
+    deadline: float | None,
 ) -> Delivered:
-    async with charge(services.sessions, account_id, price, operation=model, request_id=request_id):
-        started = time.perf_counter()
-        output = await services.triton.run(model, image.data, params, scene_image.data if scene_image else None)
-        services.metrics.triton_latency.labels(model).observe(time.perf_counter() - started)
-        if store:
-            outputs = [await services.storage.save(data, fmt) for data in output.images]
-        else:
-            outputs = data_urls(output.images, fmt)
+    services.rate_limiter.check(account_id)
+    async with services.admission.request_slot():
+        timeout_s = _timeout_s(services, deadline)
+        async with charge(services.sessions, account_id, price, operation=model, request_id=request_id):
+            scene_data = scene_image.data if scene_image else None
+            output = await call_pipeline(services, model, image.data, params, scene_data, timeout_s=timeout_s)
+            if store:
+                outputs = [await services.storage.save(data, fmt) for data in output.images]
+            else:
+                outputs = data_urls(output.images, fmt)
     services.metrics.credits_charged.labels(model).inc(price)
     return Delivered(output=output, outputs=outputs, is_stored=store, credits_charged=price)
+
+
+def _timeout_s(services: Services, deadline: float | None) -> float:
+    """The Triton call's deadline: the configured one, or what is left of the caller's if that is sooner."""
+    timeout_s = services.settings.triton_timeout_s
+    if deadline is None:
+        return timeout_s
+    left_s = deadline - time.monotonic()
+    if left_s <= 0:
+        raise Timeout("the request's deadline passed before it reached the inference server; nothing was charged")
+    return min(timeout_s, left_s)
+
+
+async def call_pipeline(
+    services: Services,
+    model: str,
+    image: bytes,
+    params: dict[str, Any],
+    scene_image: bytes | None = None,
+    *,
+    timeout_s: float | None = None,
+) -> PipelineOutput:
+    """One Triton pipeline call, timed; Triton's own refusals (its queue policy) are counted as rejections."""
+    started = time.perf_counter()
+    try:
+        output = await services.triton.run(model, image, params, scene_image, timeout_s)
+    except Overloaded:
+        services.metrics.rejections.labels("triton_overloaded").inc()
+        raise
+    services.metrics.triton_latency.labels(model).observe(time.perf_counter() - started)
+    return output

@@ -1,10 +1,12 @@
 """Asynchronous predictions (`POST /v1/run`): rows in the database, worked on by every gateway replica.
 
-Submission validates the input, holds the credits and inserts the row in one transaction. Workers claim a row
-(`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises writers) and own it while their lease is
-fresh, renewing it as they go. A worker that dies leaves its lease to expire and another worker (or the restarted
-one) takes the job over. The hold is settled exactly once, in the transaction that ends the job, and only by the
-lease's current owner; the unique settlement index makes a second capture impossible anyway.
+Submission validates the input, checks the account's rate limit, holds the credits and inserts the row in one
+transaction. Workers claim a row (`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises writers) and
+own it while their lease is fresh, renewing it as they go, also while they wait for an in-flight slot
+(`gateway.admission`, shared with synchronous requests). A worker that dies leaves its lease to expire and another
+worker (or the restarted one) takes the job over. The hold is settled exactly once, in the transaction that ends
+the job, and only by the lease's current owner; the unique settlement index makes a second capture impossible
+anyway.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from gateway.db import UNFINISHED_PREDICTION_STATUSES, Prediction, as_utc, utcno
 from gateway.deps import Services
 from gateway.errors import NotFound, Timeout
 from gateway.images import InputImage
-from gateway.operations import data_urls, limits_for_pipeline
+from gateway.operations import call_pipeline, data_urls, limits_for_pipeline
 from gateway.schemas import RunRequest
 from replate.errors import InvalidRequest, ReplateError, Unavailable
 from replate.pipeline import RemoveOptions, ReplaceOptions
@@ -67,6 +69,7 @@ def job_for(body: RunRequest, services: Services) -> Job:
 
 
 async def submit(services: Services, account_id: int, job: Job, image: InputImage, request_id: str) -> Prediction:
+    services.rate_limiter.check(account_id)
     prediction_id = secrets.token_hex(16)
     async with services.sessions.begin() as session:
         hold = await hold_credits(session, account_id, job.credits, operation=job.model, request_id=prediction_id)
@@ -163,7 +166,10 @@ class PredictionWorker:
     async def _work_on(self, prediction: Prediction) -> None:
         heartbeat = asyncio.create_task(self._renew_lease(prediction.id))
         try:
-            outcome = await self._run(prediction)
+            # The Triton call takes an in-flight slot like a synchronous request, waiting as long as it takes (the
+            # lease is renewed meanwhile); a worker holds at most one claimed job while it waits.
+            async with self.services.admission.worker_slot():
+                outcome = await self._run(prediction)
         finally:
             heartbeat.cancel()
             with suppress(asyncio.CancelledError):
@@ -174,7 +180,7 @@ class PredictionWorker:
         assert prediction.input_image is not None
         fmt = str(prediction.params["output_format"])
         try:
-            output = await self.services.triton.run(prediction.model, prediction.input_image, prediction.params)
+            output = await call_pipeline(self.services, prediction.model, prediction.input_image, prediction.params)
             if prediction.return_base64:
                 return data_urls(output.images, fmt)
             return [await self.services.storage.save(data, fmt) for data in output.images]

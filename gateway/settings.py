@@ -28,6 +28,22 @@ class Settings(BaseSettings):
     triton_url: str = ""
     """host:port of Triton's gRPC endpoint; empty means `replate serve` starts its own tritonserver."""
     triton_timeout_s: float = Field(300.0, gt=0)
+    """Deadline of one Triton call (less the time the request waited for a slot); Triton gets it too, so it drops
+    a request still queued when its caller has given up."""
+    max_inflight: int = Field(4, ge=1)
+    """Pipeline calls this gateway process has in Triton at once. 4 keeps a 2-core Triton busy with small batches;
+    on GPUs raise it to at least max_batch_size x instances of the pipeline models (e.g. 32-64) so that dynamic
+    batching can fill its batches."""
+    max_queued: int = Field(32, ge=0)
+    """Synchronous requests waiting for an in-flight slot; one more is refused at once with 503 `overloaded`.
+    Predictions wait in the database instead (their workers take a slot before they claim a job)."""
+    queue_timeout_s: float = Field(30.0, gt=0)
+    """How long a synchronous request waits for a slot before it is refused with 503 `overloaded`."""
+    rate_limit_per_minute: int = Field(0, ge=0)
+    """Billable requests (image operations and prediction submissions) per account and minute, in this process;
+    past it 429 `rate_limited`. 0: no limit (admission control still protects the server)."""
+    rate_limit_burst: int = Field(10, ge=1)
+    """Requests an account may send at once before the per-minute rate applies."""
     public_base_url: str = ""
     """Base of output URLs handed to clients; empty means the request's own base URL."""
     max_image_megapixels: float = Field(25.0, gt=0)

@@ -10,13 +10,17 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from gateway.errors import Timeout
+from gateway.errors import RETRY_AFTER_S, Overloaded, Timeout
 from replate.errors import ReplateError, Unavailable, parse_error
 
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 """A 25 MP input and its PNG outputs stay far below this; tritonclient's own default would cap us at 4 MB once
 channel args are given."""
 
+
+TRITON_REJECTIONS = ("Exceeds maximum queue size", "Request timeout expired")
+"""How Triton says (with UNAVAILABLE) that a model's queue policy refused a request: the queue is full, or the
+request waited there past its timeout."""
 
 SCENE_MODEL = "scene_diffusion"
 DRAWN_SCENE_ENGINES = ("color", "reference", "studio")
@@ -32,8 +36,15 @@ class Pipelines(Protocol):
     """What the gateway needs from the inference server."""
 
     async def run(
-        self, model: str, image: bytes, params: dict[str, Any], scene_image: bytes | None = None
-    ) -> PipelineOutput: ...
+        self,
+        model: str,
+        image: bytes,
+        params: dict[str, Any],
+        scene_image: bytes | None = None,
+        timeout_s: float | None = None,
+    ) -> PipelineOutput:
+        """`timeout_s`: this call's deadline (None: the configured one); past it, `Timeout`."""
+        ...
 
     async def is_ready(self) -> bool: ...
 
@@ -57,8 +68,14 @@ class TritonPipelines:
         )
 
     async def run(
-        self, model: str, image: bytes, params: dict[str, Any], scene_image: bytes | None = None
+        self,
+        model: str,
+        image: bytes,
+        params: dict[str, Any],
+        scene_image: bytes | None = None,
+        timeout_s: float | None = None,
     ) -> PipelineOutput:
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         named = {"IMAGE": image, "PARAMS": json.dumps(params).encode()}
         if scene_image is not None:
             named["SCENE_IMAGE"] = scene_image
@@ -69,7 +86,14 @@ class TritonPipelines:
             inputs.append(tensor)
         outputs = [grpcclient.InferRequestedOutput("IMAGES"), grpcclient.InferRequestedOutput("INFO")]
         try:
-            result = await self._client.infer(model, inputs, outputs=outputs, client_timeout=self.timeout_s)
+            result = await self._client.infer(
+                model,
+                inputs,
+                outputs=outputs,
+                # Triton drops the request from its queue past the deadline (allow_timeout_override in the config)
+                timeout=max(1, int(timeout_s * 1_000_000)),
+                client_timeout=timeout_s,
+            )
         except InferenceServerException as exc:
             raise translate_error(exc) from exc
         images = [bytes(item) for item in result.as_numpy("IMAGES").reshape(-1)]
@@ -101,6 +125,9 @@ def translate_error(exc: InferenceServerException) -> ReplateError:
     message = exc.message() or ""
     if "DEADLINE_EXCEEDED" in status or "Deadline Exceeded" in message:
         return Timeout("the inference server did not answer in time; try again or send a smaller image")
+    if "UNAVAILABLE" in status and any(rejection in message for rejection in TRITON_REJECTIONS):
+        retry_after_s = RETRY_AFTER_S["overloaded"]
+        return Overloaded(f"the inference server is at capacity; retry in {retry_after_s} s", retry_after_s)
     if "UNAVAILABLE" in status:
         return Unavailable("the inference server is unavailable; try again shortly")
     error = parse_error(message)

@@ -13,16 +13,27 @@ from replate.pipeline import RemoveOptions, ReplaceOptions, options_from_params,
 
 class InProcessPipelines:
     """Runs the pipelines the Triton models run, in a thread of the test process. `fail_with` makes every call
-    raise that error (a seam for failure paths that Triton would report)."""
+    raise that error (a seam for failure paths that Triton would report); with a `gate`, every call waits until it
+    is set (so a test can hold calls in flight). `timeouts` records the deadline each call was given."""
 
-    def __init__(self, fail_with: ReplateError | None = None) -> None:
+    def __init__(self, fail_with: ReplateError | None = None, gate: asyncio.Event | None = None) -> None:
         self.fail_with = fail_with
+        self.gate = gate
         self.calls: list[str] = []
+        self.timeouts: list[float | None] = []
 
     async def run(
-        self, model: str, image: bytes, params: dict[str, Any], scene_image: bytes | None = None
+        self,
+        model: str,
+        image: bytes,
+        params: dict[str, Any],
+        scene_image: bytes | None = None,
+        timeout_s: float | None = None,
     ) -> PipelineOutput:
         self.calls.append(model)
+        self.timeouts.append(timeout_s)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
         if model == "replace_background":

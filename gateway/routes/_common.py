@@ -12,9 +12,24 @@ from gateway.deps import Services
 from gateway.operations import Delivered
 from gateway.schemas import ErrorBody
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in {
+RETRY_AFTER_HEADER = {
+    "Retry-After": {"description": "Seconds to wait before a retry; nothing was charged", "schema": {"type": "integer"}}
+}
+RETRY_STATUSES = (429, 503)
+
+
+def error_responses(model: type[BaseModel], descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses of error statuses, with the Retry-After header where it is sent."""
+    return {
+        status: {"model": model, "description": description}
+        | ({"headers": RETRY_AFTER_HEADER} if status in RETRY_STATUSES else {})
+        for status, description in descriptions.items()
+    }
+
+
+ERRORS = error_responses(
+    ErrorBody,
+    {
         400: "invalid_request: the body is not valid JSON or form data",
         401: "unauthorized",
         404: "not_found",
@@ -23,11 +38,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         415: "image_format_unsupported",
         422: "invalid_request (the field is named), image_corrupt, subject_not_found, conflicting_scene_sources, "
         "url_forbidden, url_fetch_failed, idempotency_key_reused",
+        429: "rate_limited: this key sent more requests than its rate allows (with Retry-After)",
         500: "internal",
-        503: "unavailable (with Retry-After)",
-        504: "timeout",
-    }.items()
-}
+        503: "overloaded: the server is at capacity (too many requests in flight and queued, or the inference "
+        "server's queue is full); unavailable: the inference server is down. Both with Retry-After",
+        504: "timeout: the inference server did not answer before the deadline",
+    },
+)
 
 
 def request_id(request: Request) -> str:

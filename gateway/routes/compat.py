@@ -16,24 +16,25 @@ from gateway import operations
 from gateway.deps import AccountDep, Services, ServicesDep
 from gateway.idempotency import run_idempotent
 from gateway.images import InputImage, image_from_bytes
-from gateway.routes._common import ERRORS, image_headers, json_response, request_id
+from gateway.routes._common import ERRORS, error_responses, image_headers, json_response, request_id
 from gateway.schemas import BgReplaceBase64Response, BgReplaceRequest, RemoveBgErrorBody, Strict
 from replate.errors import ImageTooLarge, InvalidRequest
 from replate.imageio import content_type
 from replate.pipeline import RemoveOptions, ReplaceOptions
 
 router = APIRouter(tags=["compatible"])
-REMOVEBG_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": RemoveBgErrorBody, "description": description}
-    for status, description in {
+REMOVEBG_ERRORS = error_responses(
+    RemoveBgErrorBody,
+    {
         400: "invalid parameters or image (code: invalid_request, image_corrupt, image_too_large, ...)",
         402: "insufficient_credits",
         403: "unauthorized",
+        429: "rate_limited (with Retry-After)",
         500: "internal",
-        503: "unavailable (with Retry-After)",
+        503: "overloaded or unavailable (with Retry-After)",
         504: "timeout",
-    }.items()
-}
+    },
+)
 
 
 @router.post(
