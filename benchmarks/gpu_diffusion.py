@@ -34,7 +34,7 @@ from export.diffusion import TinyModels, build_tiny, export_build
 from export.diffusion.build import MANIFEST
 from export.diffusion.onnx_export import ParityError
 from export.diffusion.tensorrt import TensorRTUnavailable, require_tensorrt
-from export.diffusion.tiny import _save_ip_adapter
+from export.diffusion.tiny import save_ip_adapter
 from replate.diffusion import load_build
 
 CUDA_DRIVER = "libcuda.so.1"
@@ -214,7 +214,7 @@ def _write_ip_adapter(folder: Path, unet: Any, vision: Mapping[str, Any]) -> Non
     adapter's image projection still fits: one matrix product on one token less or more, nothing a timing sees."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    _save_ip_adapter(folder, unet)
+    save_ip_adapter(folder, unet)
     tiny = CLIPVisionConfig.from_pretrained(folder / "image_encoder")
     shutil.rmtree(folder / "image_encoder")
     config = CLIPVisionConfig(**{**vision, "projection_dim": tiny.projection_dim})

@@ -23,7 +23,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["CONTROLNET_KIND_FILE", "IP_ADAPTER_WEIGHTS", "TinyModels", "build_tiny"]
+__all__ = ["CONTROLNET_KIND_FILE", "IP_ADAPTER_WEIGHTS", "TinyModels", "build_tiny", "save_ip_adapter"]
 
 Family = Literal["sd", "sdxl"]
 IP_ADAPTER_WEIGHTS = "ip-adapter.safetensors"
@@ -54,7 +54,7 @@ def build_tiny(dst: Path, family: Family, *, seed: int = 0) -> TinyModels:
     unet = _unet(family)
     _save_pipeline(models.pipeline, family, unet)
     _save_controlnet(models.controlnet, unet)
-    _save_ip_adapter(models.ip_adapter, unet)
+    save_ip_adapter(models.ip_adapter, unet)
     return models
 
 
@@ -197,7 +197,7 @@ def _save_controlnet(dst: Path, unet: torch.nn.Module) -> None:
     (dst / CONTROLNET_KIND_FILE).write_text(json.dumps({"kind": "canny"}))
 
 
-def _save_ip_adapter(dst: Path, unet: torch.nn.Module) -> None:
+def save_ip_adapter(dst: Path, unet: torch.nn.Module) -> None:
     from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
     from diffusers.models.embeddings import ImageProjection
     from safetensors.torch import save_file

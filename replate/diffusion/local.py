@@ -19,6 +19,7 @@ class LocalComponents:
     def __init__(self, build_dir: Path, *, threads: int = 0) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see replate/triton_onnx.py
         self._sessions = {
             path.parent.parent.name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             for path in sorted(build_dir.glob("diffusion_*/1/model.onnx"))
