@@ -136,7 +136,8 @@ def _resources(report: LoadReport) -> str:
     ]
     header = ["process group", "CPU % mean", "CPU % max", "RSS MiB after warm-up", "RSS MiB at end", "RSS MiB peak"]
     note = "Sampled every second with psutil; CPU in % of one core; a group is a process and its children"
-    note += " (Triton: tritonserver and its Python backend stubs), RSS summed over them."
+    note += " (Triton: tritonserver and its Python backend stubs), RSS summed over them; `machine` is the whole host"
+    note += " (every process, other users' included; memory in use instead of RSS)."
     return _section("Processes", note, header, rows)
 
 

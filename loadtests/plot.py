@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only: no display on a server
 
 import matplotlib.pyplot as plt
 
+from loadtests.records import MACHINE
 from loadtests.report import MIB, LoadReport
 
 
@@ -60,8 +61,9 @@ def _resources(axes: plt.Axes, report: LoadReport) -> None:
     memory = axes.twinx()
     for group in samples[0].cpu_percent:
         line = axes.plot(times, [s.cpu_percent.get(group, 0.0) for s in samples], label=f"{group} CPU %")[0]
-        rss = [s.rss_bytes.get(group, 0) / MIB for s in samples]
-        memory.plot(times, rss, color=line.get_color(), linestyle=":", label=f"{group} RSS")
+        if group != MACHINE:  # the host's memory in use would flatten the processes' lines
+            rss = [s.rss_bytes.get(group, 0) / MIB for s in samples]
+            memory.plot(times, rss, color=line.get_color(), linestyle=":", label=f"{group} RSS")
     axes.set_ylabel("CPU % of one core")
     memory.set_ylabel("RSS MiB (dotted)")
     axes.set_title("processes")

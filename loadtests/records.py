@@ -12,6 +12,8 @@ PREDICTION_NAME = "background-change submitted -> finished"
 """A whole asynchronous prediction (type ASYNC), from submission to the poll that saw it finish."""
 UNRESOLVED = "prediction unresolved"
 """The error of a prediction the client stopped polling before it finished."""
+MACHINE = "machine"
+"""The resource group of the whole host (every process on it)."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 A group is a root process and all its descendants (tritonserver and its Python backend stubs are one group).
 CPU is in percent of one core; RSS is summed over the group, so pages shared between processes count once each.
+The group `machine` is the whole host: CPU of all its processes, and memory in use instead of RSS.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 
 import psutil
 
-from loadtests.records import ResourceSample
+from loadtests.records import MACHINE, ResourceSample
 
 
 class ResourceSampler:
@@ -36,6 +37,10 @@ class ResourceSampler:
                 except psutil.NoSuchProcess:
                     self._processes.pop(process.pid, None)
             cpu[group] = round(cpu[group], 1)
+        # The whole host too: on a shared machine, other processes' CPU explains what the groups' numbers cannot.
+        cpu[MACHINE] = round(psutil.cpu_percent(None) * (psutil.cpu_count() or 1), 1)
+        memory = psutil.virtual_memory()
+        rss[MACHINE] = memory.total - memory.available
         return ResourceSample(t=time.time(), cpu_percent=cpu, rss_bytes=rss)
 
     def _tree(self, pid: int) -> list[psutil.Process]:
