@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-fast lint bench bench-matting bench-diffusion proto clean
+.PHONY: serve test test-fast lint bench bench-matting bench-diffusion loadtest proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ bench-matting: $(STAMP)
 
 bench-diffusion: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_diffusion
+
+# A bounded step load (USERS, DURATION seconds) against an embedded stack on 127.0.0.1; report in .replate/loadtest.
+loadtest: $(STAMP)
+	$(BIN)/replate models pull
+	$(BIN)/python -m loadtests.run --step --users $(or $(USERS),8) --spawn-rate 1 --step-seconds 15 \
+		--duration $(or $(DURATION),120) --out .replate/loadtest
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
