@@ -77,7 +77,7 @@ class AutoMatting:
             return None
         core = segmenter_core(coarse)
         try:
-            matte = self._studio.estimate(image, subject_prior=core)
+            matte = self._studio.estimate(image, subject_prior=core, backdrop=backdrop)
         except SubjectNotFound:
             return None
         lost = np.count_nonzero(core & (matte.alpha < 128)) / max(1, np.count_nonzero(core))

@@ -99,18 +99,21 @@ class StudioMatting:
 
     name = "studio"
 
-    def estimate(self, image: np.ndarray, subject_prior: np.ndarray | None = None) -> Matte:
+    def estimate(
+        self, image: np.ndarray, subject_prior: np.ndarray | None = None, backdrop: StudioBackdrop | None = None
+    ) -> Matte:
         """image: uint8 (H, W, 3) RGB. Returns a Matte of the same size; raises SubjectNotFound.
 
         subject_prior: optional bool (H, W), pixels a segmenter is sure are subject. Those the backdrop model does
         not explain as plain backdrop are kept as subject even where they look like a shadow on it (a grey
-        texture on a product touching its own cast shadow would otherwise be cut out with the shadow)."""
+        texture on a product touching its own cast shadow would otherwise be cut out with the shadow).
+        backdrop: the model `fit_studio_backdrop` returned for this image, when the caller has it already."""
         _check_image(image)
         timings: dict[str, float] = {}
         clock = _Clock(timings)
         pixels = image.astype(np.float32)
         smooth = cv2.blur(pixels, (3, 3))
-        backdrop = _fit_backdrop(smooth)
+        backdrop = backdrop or _fit_backdrop(smooth)
         clock.lap("backdrop")
         trimap = _segment(smooth, backdrop, subject_prior)
         clock.lap("segment")
