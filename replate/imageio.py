@@ -21,6 +21,7 @@ import io
 import struct
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import GifImagePlugin, Image, ImageFile, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
 
@@ -58,7 +59,7 @@ _KNOWN_OTHER_FORMATS = (
 _EXIF_ORIENTATION_TAG = 0x0112
 _JPEG_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _JPEG_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})
-_PNG_COMPRESS_LEVEL = 2  # zlib level: 1-3 is several times faster than the default 6 for a few % more bytes
+_PNG_PARAMETERS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 _SUPPORTED_TEXT = "send a JPEG, PNG, WebP or GIF image"
 
 
@@ -138,15 +139,28 @@ def encode_image(pixels: np.ndarray, fmt: str, *, quality: int = 95) -> bytes:
         raise ValueError(f"quality must be in 1..100, got {quality}")
     if fmt == "jpeg" and pixels.ndim == 3 and pixels.shape[2] == 4:
         raise InvalidRequest("output_format jpeg cannot store transparency: use png or webp for a cutout")
+    if fmt == "png":
+        return _encode_png(pixels)
     image = Image.fromarray(np.ascontiguousarray(pixels))
     buffer = io.BytesIO()
-    if fmt == "png":
-        image.save(buffer, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
-    elif fmt == "jpeg":
+    if fmt == "jpeg":
         image.save(buffer, format="JPEG", quality=quality)
     else:
         image.save(buffer, format="WEBP", quality=quality, method=2)
     return buffer.getvalue()
+
+
+def _encode_png(pixels: np.ndarray) -> bytes:
+    """Lossless PNG through OpenCV's libpng: zlib level 1 with the run-length strategy. Measured on 1.05 MP
+    outputs against Pillow at level 2: a studio composite 46 ms / 1342 KiB against 90 ms / 1660 KiB, a photo RGBA
+    cutout 59 ms / 1301 KiB against 81 ms / 1474 KiB (benchmarks/bench_pixels.py runs the encoders)."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    order = {1: None, 3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}[channels]
+    native = np.ascontiguousarray(pixels) if order is None else cv2.cvtColor(pixels, order)
+    ok, encoded = cv2.imencode(".png", native, _PNG_PARAMETERS)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {pixels.shape} image as PNG")
+    return encoded.tobytes()
 
 
 def content_type(fmt: str) -> str:
