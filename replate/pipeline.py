@@ -9,9 +9,7 @@ in-process callables (CLI, tests); the Triton adapters drive a whole batch of th
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
@@ -22,6 +20,7 @@ from replate.errors import InvalidRequest
 from replate.imageio import OUTPUT_FORMATS, DecodedImage, ImageLimits, decode_image, encode_image
 from replate.matting import Matte
 from replate.scene import SceneSpec, make_scene
+from replate.timing import timed
 
 
 @dataclass(frozen=True)
@@ -165,13 +164,13 @@ def replace_background_steps(
     prompt and no colour yields a SceneJob for its scenes; otherwise the scene engines of `replate.scene` draw them."""
     timings: dict[str, float] = {}
     limits = ImageLimits(max_megapixels=options.max_megapixels, max_bytes=options.max_bytes)
-    with _timed(timings, "decode"):
+    with timed(timings, "decode"):
         decoded = decode_image(image, limits)
         reference = decode_image(scene_image, limits).rgb if scene_image is not None else None
     matte = yield from _matte_for(decoded, timings)
     height, width = matte.alpha.shape
     if generates_scenes and options.bg_color is None and (options.scene_prompt or "").strip():
-        with _timed(timings, "scene"):
+        with timed(timings, "scene"):
             generated = yield SceneJob(decoded.rgb, matte.alpha, reference, _generation_params(options))
         plates, scene_engine, notes = generated.plates, generated.info["engine"], list(generated.info.get("notes", []))
         extra = {"generation": {k: v for k, v in generated.info.items() if k not in ("engine", "notes")}}
@@ -180,9 +179,9 @@ def replace_background_steps(
         extra = {}
     images = []
     for plate in plates:
-        with _timed(timings, "compose"):
+        with timed(timings, "compose"):
             composite = compose(decoded.rgb, matte, plate, preserve_shadow=options.preserve_shadow)
-        with _timed(timings, "encode"):
+        with timed(timings, "encode"):
             images.append(encode_image(composite, options.output_format))
     info = _info(matte, timings, width, height, seed=options.seed, scene=scene_engine, notes=notes, **extra)
     return PipelineResult(images=images, info=info)
@@ -207,7 +206,7 @@ def _drawn_scenes(
     """(plates, engine, notes) from the classical scene engines, one plate per output (seeds seed, seed+1, ...)."""
     plates, scene_engine, notes = [], "", []
     for index in range(options.num_outputs):
-        with _timed(timings, "scene"):
+        with timed(timings, "scene"):
             spec = SceneSpec(
                 prompt=options.scene_prompt, reference=reference, color=options.bg_color, seed=options.seed + index
             )
@@ -225,10 +224,10 @@ def remove_background_steps(image: bytes, options: RemoveOptions) -> Steps:
     """The steps of `remove_background`."""
     timings: dict[str, float] = {}
     limits = ImageLimits(max_megapixels=options.max_megapixels, max_bytes=options.max_bytes)
-    with _timed(timings, "decode"):
+    with timed(timings, "decode"):
         decoded = decode_image(image, limits)
     matte = yield from _matte_for(decoded, timings)
-    with _timed(timings, "encode"):
+    with timed(timings, "encode"):
         pixels = matte.alpha if options.channels == "alpha" else cutout(decoded.rgb, matte)
         encoded = encode_image(pixels, options.output_format)
     height, width = matte.alpha.shape
@@ -245,7 +244,7 @@ def matte_from_input_alpha(decoded: DecodedImage) -> Matte | None:
 def _matte_for(decoded: DecodedImage, timings: dict[str, float]) -> Generator[np.ndarray, Matte, Matte]:
     matte = matte_from_input_alpha(decoded)
     if matte is None:
-        with _timed(timings, "matting"):
+        with timed(timings, "matting"):
             matte = yield decoded.rgb
     return matte
 
@@ -262,15 +261,6 @@ def _info(matte: Matte, timings: dict[str, float], width: int, height: int, **ex
 def _check_output_format(fmt: str, allowed: tuple[str, ...]) -> None:
     if fmt not in allowed:
         raise InvalidRequest(f"output_format must be one of {', '.join(allowed)}, got {fmt!r}")
-
-
-@contextmanager
-def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
 
 
 __all__ = [

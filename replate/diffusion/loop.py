@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +28,7 @@ from replate.diffusion.build import Build, Manifest
 from replate.diffusion.components import Components
 from replate.diffusion.request import SceneRequest
 from replate.diffusion.schedulers import make_scheduler
+from replate.timing import timed
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ async def generate(request: SceneRequest, build: Build, components: Components) 
     timesteps = _timesteps(scheduler, request.steps, request.strength)
     generators = [torch.Generator().manual_seed(request.seed + index) for index in range(request.num_outputs)]
     conditioning = prepare_conditioning(request.image, request.alpha, width, height, manifest.vae_scale_factor)
-    with _timed(timings, "encode"):
+    with timed(timings, "encode"):
         (text, negative), (masked_latents, image_latents), ip_tokens = await asyncio.gather(
             encode_prompts(build, components, request.prompt, request.negative_prompt, with_negative=guided),
             _encode_images(components, conditioning, with_source=request.strength < 1),
@@ -57,10 +56,10 @@ async def generate(request: SceneRequest, build: Build, components: Components) 
         )
     latents = _initial_latents(scheduler, generators, masked_latents.shape, image_latents, timesteps)
     inputs = _step_inputs(request, manifest, conditioning, masked_latents, (text, negative), ip_tokens)
-    with _timed(timings, "denoise"):
+    with timed(timings, "denoise"):
         denoiser = _Denoiser(components, scheduler, inputs, request.guidance_scale, generators)
         latents = await denoiser.run(latents, timesteps)
-    with _timed(timings, "decode"):
+    with timed(timings, "decode"):
         decoded = await components.infer("diffusion_vae_decoder", {"latent": _np(latents)}, ["image"])
     plates = _plates(decoded["image"], request.image.shape[:2], manifest.vae_scale_factor)
     timings["total"] = (time.perf_counter() - started) * 1000
@@ -245,12 +244,3 @@ def _np(tensor: torch.Tensor) -> np.ndarray:
 
 def _arrays(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return {name: _np(tensor) for name, tensor in tensors.items()}
-
-
-@contextmanager
-def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[stage] = (time.perf_counter() - start) * 1000

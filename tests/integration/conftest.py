@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from export.diffusion.build import export_build
+from export.diffusion.tiny import build_tiny
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.tritonserver import TritonServer
@@ -19,6 +21,17 @@ from gateway.tritonserver import TritonServer
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     with TritonServer(tmp_path_factory.mktemp("triton"), Settings().models_dir) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def diffusion_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny SD diffusion build (ControlNet and IP-Adapter included) for the cpu-python target."""
+    tiny = build_tiny(tmp_path_factory.mktemp("tiny"), "sd")
+    out = tmp_path_factory.mktemp("diffusion-build")
+    export_build(
+        tiny.pipeline, out, target="cpu-python", controlnet_dir=tiny.controlnet, ip_adapter_dir=tiny.ip_adapter
+    )
+    return out
 
 
 def free_port() -> int:

@@ -13,28 +13,17 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from export.diffusion.build import MANIFEST, export_build
+from export.diffusion.build import MANIFEST
 from export.diffusion.components import axis_sizes
-from export.diffusion.tiny import build_tiny
 from gateway.tritonserver import TritonServer
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tiny = build_tiny(tmp_path_factory.mktemp("tiny"), "sd")
-    out = tmp_path_factory.mktemp("build")
-    export_build(
-        tiny.pipeline, out, target="cpu-python", controlnet_dir=tiny.controlnet, ip_adapter_dir=tiny.ip_adapter
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
-def triton(build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+def triton(diffusion_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     run_dir = tmp_path_factory.mktemp("triton")
-    with TritonServer(run_dir, run_dir, model_repositories=(build,)) as server:
+    with TritonServer(run_dir, run_dir, model_repositories=(diffusion_build,)) as server:
         yield server
 
 
@@ -70,12 +59,12 @@ def infer(url: str, model: str, arrays: dict[str, np.ndarray], outputs: list[str
     return {name: result.as_numpy(name) for name in outputs}
 
 
-def test_every_component_model_matches_onnxruntime(build: Path, triton: TritonServer) -> None:
+def test_every_component_model_matches_onnxruntime(diffusion_build: Path, triton: TritonServer) -> None:
     import onnxruntime
 
-    manifest = json.loads((build / MANIFEST).read_text())
+    manifest = json.loads((diffusion_build / MANIFEST).read_text())
     for name, entry in manifest["components"].items():
-        session = onnxruntime.InferenceSession(str(build / name / "1" / "model.onnx"))
+        session = onnxruntime.InferenceSession(str(diffusion_build / name / "1" / "model.onnx"))
         arrays = random_inputs(entry["inputs"], axis_sizes(2, 64, 96), seed=len(name))
         expected = dict(zip(entry["outputs"], session.run(None, arrays), strict=True))
         actual = infer(triton.grpc_url, name, arrays, list(entry["outputs"]))
@@ -83,11 +72,11 @@ def test_every_component_model_matches_onnxruntime(build: Path, triton: TritonSe
             np.testing.assert_allclose(actual[output], value, rtol=1e-5, atol=1e-5, err_msg=f"{name}.{output}")
 
 
-def test_requests_of_two_sizes_in_one_batch_are_answered_each(build: Path, triton: TritonServer) -> None:
+def test_requests_of_two_sizes_in_one_batch_are_answered_each(diffusion_build: Path, triton: TritonServer) -> None:
     import onnxruntime
 
-    entry = json.loads((build / MANIFEST).read_text())["components"]["diffusion_unet"]
-    session = onnxruntime.InferenceSession(str(build / "diffusion_unet" / "1" / "model.onnx"))
+    entry = json.loads((diffusion_build / MANIFEST).read_text())["components"]["diffusion_unet"]
+    session = onnxruntime.InferenceSession(str(diffusion_build / "diffusion_unet" / "1" / "model.onnx"))
     requests = [random_inputs(entry["inputs"], axis_sizes(1 + i % 2, 64 * (1 + i % 2), 64), seed=i) for i in range(8)]
     with ThreadPoolExecutor(8) as pool:
         answers = list(

@@ -16,8 +16,6 @@ import pytest
 import tritonclient.grpc as grpcclient
 from PIL import Image
 
-from export.diffusion.build import export_build
-from export.diffusion.tiny import build_tiny
 from gateway.settings import Settings
 from gateway.tritonserver import MODEL_REPOSITORY, TritonServer
 from replate.imageio import encode_image
@@ -28,16 +26,6 @@ from tests.synthetic import make_studio_shot
 pytestmark = pytest.mark.slow
 
 UNET = "diffusion_unet"
-
-
-@pytest.fixture(scope="module")
-def diffusion_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tiny = build_tiny(tmp_path_factory.mktemp("tiny"), "sd")
-    out = tmp_path_factory.mktemp("build")
-    export_build(
-        tiny.pipeline, out, target="cpu-python", controlnet_dir=tiny.controlnet, ip_adapter_dir=tiny.ip_adapter
-    )
-    return out
 
 
 @pytest.fixture(scope="module")
