@@ -14,7 +14,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.admission import Admission, RateLimiter
-from gateway.credits import get_balance, release_stale_holds
+from gateway.credits import available_credits, release_stale_holds, start_balance_report
 from gateway.db import create_engine, create_sessionmaker, utcnow
 from gateway.deps import Services
 from gateway.errors import install_error_handlers
@@ -130,6 +130,7 @@ class RequestContextMiddleware:
         request_id = start_request(dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1"))
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        balance_report = start_balance_report()
         services: Services = scope["app"].state.services
         started = time.perf_counter()
 
@@ -139,8 +140,8 @@ class RequestContextMiddleware:
                 headers["x-request-id"] = request_id
                 account_id = state.get("account_id")
                 if account_id is not None:
-                    async with services.sessions() as session:
-                        headers["x-remaining-credits"] = str((await get_balance(session, account_id)).available)
+                    available = await available_credits(services.sessions, account_id, balance_report)
+                    headers["x-remaining-credits"] = str(available)
                 route = getattr(scope.get("route"), "path", "unmatched")
                 elapsed_s = time.perf_counter() - started
                 services.metrics.requests.labels(route, str(message["status"])).inc()

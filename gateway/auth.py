@@ -7,7 +7,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import Account, ApiKey, utcnow
@@ -21,6 +21,11 @@ class NewKey:
     key: str
     account_id: int
     key_id: int
+
+
+_ACTIVE_KEY = select(ApiKey.account_id, ApiKey.key_hash).where(
+    ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)
+)  # built once, as credits.py's hot statements
 
 
 def hash_key(key: str) -> str:
@@ -46,9 +51,7 @@ async def authenticate(session: AsyncSession, key: str | None) -> int:
     if not key:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
     digest = hash_key(key)
-    row = (
-        await session.execute(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
-    ).scalar_one_or_none()
+    row = (await session.execute(_ACTIVE_KEY, {"key_hash": digest})).one_or_none()
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized("unknown or revoked API key")
     return row.account_id

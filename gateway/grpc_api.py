@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway import operations, predictions
 from gateway.auth import authenticate
-from gateway.credits import get_balance
+from gateway.credits import BalanceReport, available_credits, get_balance, report_balance, start_balance_report
 from gateway.db import Prediction, as_utc
 from gateway.deps import Services, presented_key
 from gateway.errors import grpc_status, retry_after_s
@@ -218,6 +218,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
     async def _get_balance(self, caller: _Caller) -> tuple[pb.Balance, None]:
         async with self.services.sessions() as session:
             balance = await get_balance(session, caller.account_id)
+        report_balance(balance)
         return pb.Balance(balance=balance.balance, held=balance.held, available=balance.available), None
 
     # Translation helpers.
@@ -271,6 +272,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
     ) -> Reply:
         request_id = start_request(_text(dict(context.invocation_metadata() or ()).get("x-request-id")))
         started = time.perf_counter()
+        balance_report = start_balance_report()
         account_id: int | None = None
         failure: ReplateError
         try:
@@ -284,14 +286,14 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
             log.exception("unhandled error in gRPC %s", method)
             failure = ReplateError("unhandled exception")
         else:
-            metadata = await self._response_metadata(request_id, account_id, credits_charged)
+            metadata = await self._response_metadata(request_id, account_id, balance_report, credits_charged)
             await context.send_initial_metadata(metadata)
             context.set_trailing_metadata(metadata)
             self._log_access(method, grpc.StatusCode.OK, started, account_id)
             return reply
         status = grpc_status(failure)
         details = INTERNAL_MESSAGE if failure.code == "internal" else failure.message
-        metadata = await self._response_metadata(request_id, account_id, None)
+        metadata = await self._response_metadata(request_id, account_id, balance_report, None)
         await context.send_initial_metadata(metadata)
         self._log_access(method, status, started, account_id)
         await context.abort(status, details, trailing_metadata=(*metadata, *_error_metadata(failure)))
@@ -303,13 +305,12 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
             return await authenticate(session, key)
 
     async def _response_metadata(
-        self, request_id: str, account_id: int | None, credits_charged: int | None
+        self, request_id: str, account_id: int | None, balance_report: BalanceReport, credits_charged: int | None
     ) -> Metadata:
         metadata = [("x-request-id", request_id)]
         if account_id is not None:
             try:
-                async with self.services.sessions() as session:
-                    available = (await get_balance(session, account_id)).available
+                available = await available_credits(self.services.sessions, account_id, balance_report)
                 metadata.append(("x-remaining-credits", str(available)))
             except Exception:  # the answer (or its error) matters more than this header
                 log.exception("could not read the balance for x-remaining-credits")

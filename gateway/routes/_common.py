@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi import Request, Response
 from pydantic import BaseModel
 
 from gateway.deps import Services
@@ -74,5 +73,6 @@ def image_headers(delivered: Delivered) -> dict[str, str]:
     }
 
 
-def json_response(model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(model.model_dump(mode="json"), status_code=status_code, headers=headers)
+def json_response(model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Serialized by pydantic-core: with base64 images inside, `json.dumps` (JSONResponse) costs a few ms more."""
+    return Response(model.model_dump_json(), status_code=status_code, headers=headers, media_type="application/json")

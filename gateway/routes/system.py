@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.credits import get_balance
+from gateway.credits import get_balance, report_balance
 from gateway.db import ping
 from gateway.deps import AccountDep, Services, ServicesDep
 from gateway.errors import NotFound
@@ -21,6 +21,7 @@ router = APIRouter()
 async def credits(services: ServicesDep, account_id: AccountDep) -> CreditsResponse:
     async with services.sessions() as session:
         balance = await get_balance(session, account_id)
+    report_balance(balance)
     return CreditsResponse(balance=balance.balance, held=balance.held, available=balance.available)
 
 

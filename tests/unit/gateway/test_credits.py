@@ -8,6 +8,8 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.auth import create_account_key
 from gateway.credits import (
+    BalanceReport,
+    available_credits,
     capture_hold,
     charge,
     get_balance,
@@ -15,6 +17,7 @@ from gateway.credits import (
     hold_credits,
     release_hold,
     release_stale_holds,
+    start_balance_report,
 )
 from gateway.db import CreditEntry, create_engine, create_sessionmaker, utcnow
 from gateway.errors import InsufficientCredits
@@ -91,6 +94,38 @@ async def test_charge_captures_on_success_and_releases_on_failure(sessions) -> N
             raise RuntimeError("inference failed")
     final = await balance_of(sessions, account)
     assert (final.balance, final.held) == (7, 0)
+
+
+async def test_charge_reports_the_balance_after_its_capture_and_nothing_after_a_release(sessions) -> None:
+    account = await new_account(sessions, 10)
+    report = start_balance_report()
+    async with charge(sessions, account, 3, operation="test"):
+        assert report.available is None  # a hold is not reported: it may yet be released
+    assert report.available == (await balance_of(sessions, account)).available == 7
+    failed = start_balance_report()
+    with pytest.raises(RuntimeError):
+        async with charge(sessions, account, 3, operation="test"):
+            raise RuntimeError("inference failed")
+    assert failed.available is None
+    assert await available_credits(sessions, account, failed) == 7
+
+
+async def test_available_credits_reads_the_ledger_only_without_a_report(sessions) -> None:
+    def no_sessions() -> None:
+        raise AssertionError("a reported balance must not be read again")
+
+    assert await available_credits(no_sessions, 1, BalanceReport(available=12)) == 12  # type: ignore[arg-type]
+    account = await new_account(sessions, 10)
+    assert await available_credits(sessions, account, BalanceReport()) == 10
+
+
+async def test_sqlite_commits_without_fsync_in_wal_mode(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    async with engine.connect() as connection:
+        journal_mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
+        synchronous = (await connection.exec_driver_sql("PRAGMA synchronous")).scalar()
+    await engine.dispose()
+    assert (journal_mode, synchronous) == ("wal", 1)  # 1: NORMAL
 
 
 async def test_charge_releases_when_cancelled(sessions) -> None:

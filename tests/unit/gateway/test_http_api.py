@@ -42,6 +42,18 @@ async def test_replace_background_returns_a_stored_output_and_charges_5(client, 
     assert Image.open(io.BytesIO(output.content)).size == (320, 240)
 
 
+async def test_remaining_credits_after_a_charge_equal_the_ledger_on_each_database(
+    db_client, db_make_key, studio_png
+) -> None:
+    key = await db_make_key(100)
+    body = {"image_url": data_url(studio_png), "bg_color": "#102030", "return_base64": True}
+    charged = await db_client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert charged.status_code == 200, charged.text
+    credits = await db_client.get("/v1/credits", headers=auth(key))
+    assert credits.json() == {"balance": 95, "held": 0, "available": 95}
+    assert charged.headers["x-remaining-credits"] == credits.headers["x-remaining-credits"] == "95"
+
+
 async def test_num_outputs_is_charged_per_output_and_base64_stores_nothing(
     client, make_key, studio_png, settings
 ) -> None:
