@@ -15,10 +15,8 @@ import asyncio
 import base64
 import functools
 import importlib
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -28,16 +26,15 @@ from typing import Any
 import grpc
 import httpx
 import numpy as np
-import uvicorn
 
 from gateway.admin import create_key
-from gateway.app import create_app
 from gateway.migrate import upgrade_database
 from gateway.proto.replate.v1 import replate_pb2 as pb
 from gateway.proto.replate.v1 import replate_pb2_grpc
 from gateway.settings import Settings
 from gateway.triton import DRAWN_SCENE_ENGINES, PipelineOutput
 from replate.imageio import encode_image
+from tests.integration.conftest import GatewayThread, free_port
 from tests.synthetic import make_studio_shot
 
 PHASES = (
@@ -105,35 +102,6 @@ class InstantPipelines:
 
     async def close(self) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """The app under uvicorn in a background thread."""
-
-    def __init__(self, settings: Settings, pipelines: InstantPipelines) -> None:
-        self.port = free_port()
-        self.app = create_app(settings, pipelines=pipelines)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("the gateway did not start")
-            self.thread.join(0.05)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def _percentiles(values: list[float]) -> tuple[float, float]:
@@ -220,7 +188,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
     )
     print(f"database {settings.database_url.split('://')[0]}; {args.requests} sequential requests per endpoint")
     instrument()
-    with Server(settings, InstantPipelines(png, rgb.shape[1], rgb.shape[0])) as server:
+    with GatewayThread(settings, InstantPipelines(png, rgb.shape[1], rgb.shape[0])) as server:
         await bench_http(f"http://127.0.0.1:{server.port}", key, jpeg, args.requests)
         await bench_grpc(settings.grpc_port, key, jpeg, args.requests)
 

@@ -14,6 +14,7 @@ from export.diffusion.build import export_build
 from export.diffusion.tiny import build_tiny
 from gateway.app import create_app
 from gateway.settings import Settings
+from gateway.triton import Pipelines
 from gateway.tritonserver import TritonServer
 
 
@@ -41,11 +42,13 @@ def free_port() -> int:
 
 
 class GatewayThread:
-    """The gateway app under a real uvicorn server in a background thread, on a free port."""
+    """The gateway app under a real uvicorn server in a background thread, on a free port (`pipelines` replaces the
+    Triton client, as in `create_app`)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pipelines: Pipelines | None = None) -> None:
         self.port = free_port()
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        app = create_app(settings, pipelines=pipelines)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

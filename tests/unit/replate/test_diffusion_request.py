@@ -3,7 +3,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import replate.diffusion
 from replate.diffusion import MODES, SCHEDULERS, SceneRequest, scene_request_from_params, scheduler_name, working_size
 from replate.errors import InvalidRequest
 
@@ -11,26 +10,6 @@ from replate.errors import InvalidRequest
 def _request(**params: object) -> SceneRequest:
     image, alpha = np.zeros((40, 60, 3), np.uint8), np.zeros((40, 60), np.uint8)
     return SceneRequest(image=image, alpha=alpha, **{"prompt": "a beach", **params})
-
-
-def test_public_surface() -> None:
-    assert set(replate.diffusion.__all__) == {
-        "DEFAULT_SCHEDULER",
-        "MODES",
-        "SCHEDULERS",
-        "Build",
-        "Components",
-        "GeneratedScenes",
-        "LocalComponents",
-        "Manifest",
-        "SceneRequest",
-        "generate",
-        "load_build",
-        "make_scheduler",
-        "scene_request_from_params",
-        "scheduler_name",
-        "working_size",
-    }
 
 
 @pytest.mark.parametrize(
