@@ -3,8 +3,9 @@ with a ready-made ~1 MP PNG, so what is measured is authentication, admission, t
 storage and the response. uvicorn serves the app in a thread on this machine (SQLite unless `--database-url`); the
 client is httpx (HTTP) and grpc.aio (gRPC) in the main thread, one request at a time.
 
-Prints p50/p95 per endpoint (client side) and, per phase (server side, by wrapping the gateway's functions), the
-p50/p95 of one call and the calls per request. Run from the repository root:
+Prints p50/p95 per endpoint (client side), the gateway's own time per request (server side, from its access log:
+receipt to response start, the fake pipeline's call included, which is ~0) and, per phase (by wrapping the
+gateway's functions), the p50/p95 of one call and the calls per request. Run from the repository root:
 `python -m benchmarks.bench_gateway [--requests 200] [--database-url postgresql+asyncpg://...]`.
 """
 
@@ -15,6 +16,7 @@ import asyncio
 import base64
 import functools
 import importlib
+import logging
 import statistics
 import tempfile
 import time
@@ -52,6 +54,16 @@ PHASES = (
     ("sqlalchemy.ext.asyncio.engine", "AsyncTransaction.commit", "SQLAlchemy connection commit"),
 )
 timings: dict[str, list[float]] = defaultdict(list)
+
+
+class ServerSideTimes(logging.Handler):
+    """Collects the gateway's own per-request duration (from receipt to response start: what the gateway adds to
+    a pipeline call, without the client and the transport) from its access log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        duration_ms = getattr(record, "duration_ms", None)
+        if duration_ms is not None:
+            timings["gateway, server side (access log)"].append(float(duration_ms))
 
 
 def _timed(phase: str, function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -193,12 +205,19 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
         await bench_grpc(settings.grpc_port, key, jpeg, args.requests)
 
 
+def _listen_to_access_log() -> None:
+    access_log = logging.getLogger("replate.access")
+    access_log.addHandler(ServerSideTimes())
+    access_log.setLevel(logging.INFO)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--database-url", default="", help="empty: SQLite in a temporary folder")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        _listen_to_access_log()
         asyncio.run(run(args, Path(tmp)))
 
 
