@@ -149,25 +149,18 @@ def _pipeline_response(result: PipelineResult | ReplateError | None) -> Any:
 
 
 async def _scenes(model_name: str, job: SceneJob) -> ScenePlates:
-    """The generated plates of one SceneJob from the `model_name` Triton model (BLS)."""
-    inputs = [pb_utils.Tensor("IMAGE", job.image), pb_utils.Tensor("ALPHA", job.alpha)]
-    if job.reference is not None:
-        inputs.append(pb_utils.Tensor("REFERENCE", job.reference))
-    inputs.append(json_tensor("PARAMS", job.params))
-    request = pb_utils.InferenceRequest(
-        model_name=model_name, inputs=_with_batch_axis(inputs), requested_output_names=["SCENES", "INFO"]
-    )
+    """The generated plates of one SceneJob from the `model_name` Triton model (BLS); every input carries a leading
+    batch axis of 1 (the model has max_batch_size > 0)."""
+    arrays = {"IMAGE": job.image, "ALPHA": job.alpha, "REFERENCE": job.reference}
+    inputs = [pb_utils.Tensor(name, array[np.newaxis]) for name, array in arrays.items() if array is not None]
+    inputs.append(pb_utils.Tensor("PARAMS", np.array([[json.dumps(job.params).encode()]], dtype=np.object_)))
+    request = pb_utils.InferenceRequest(model_name=model_name, inputs=inputs, requested_output_names=["SCENES", "INFO"])
     response = await request.async_exec()
     if response.has_error():
         raise parse_error(response.error().message())
     scenes = pb_utils.get_output_tensor_by_name(response, "SCENES").as_numpy()[0]
     info = json.loads(bytes(pb_utils.get_output_tensor_by_name(response, "INFO").as_numpy().reshape(-1)[0]))
     return ScenePlates(plates=list(scenes), info=info)
-
-
-def _with_batch_axis(tensors: list[Any]) -> list[Any]:
-    """The same tensors with a leading batch axis of 1 (a request to a model with max_batch_size > 0)."""
-    return [pb_utils.Tensor(tensor.name(), tensor.as_numpy()[np.newaxis]) for tensor in tensors]
 
 
 async def _matte(model_name: str, image: np.ndarray) -> Matte:

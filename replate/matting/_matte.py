@@ -1,4 +1,4 @@
-"""The matte value object and the engine protocol, shared by the engines and the package surface."""
+"""The matte value object, the engine protocol and the input check, shared by the engines and the package surface."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+from replate.errors import InvalidRequest
+
+MIN_SIDE_PX = 32
 
 
 @dataclass(frozen=True)
@@ -33,3 +37,12 @@ class MattingEngine(Protocol):
     name: str
 
     def estimate(self, image: np.ndarray) -> Matte: ...
+
+
+def check_image(image: np.ndarray) -> None:
+    """An engine's input: uint8 (H, W, 3), both sides at least MIN_SIDE_PX (InvalidRequest otherwise)."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    if min(image.shape[:2]) < MIN_SIDE_PX:
+        height, width = image.shape[:2]
+        raise InvalidRequest(f"image is {width}x{height}: both sides must be at least {MIN_SIDE_PX} px for matting")

@@ -14,15 +14,15 @@ from typing import TypeVar
 
 import numpy as np
 
-from replate.errors import InvalidRequest, ReplateError, SubjectNotFound
-from replate.matting._matte import Matte
+from replate.errors import ReplateError, SubjectNotFound
+from replate.matting._matte import Matte, check_image
 from replate.matting.refine import refine_matte
 from replate.matting.segmenter import Segment, coarse_mask, segmenter_input
 from replate.matting.studio import backdrop_shading, fit_studio_backdrop
+from replate.timing import Laps
 
 __all__ = ["SegmenterMatting"]
 
-_MIN_SIDE_PX = 32
 _MIN_SUBJECT_FRACTION = 0.001
 
 
@@ -62,7 +62,7 @@ class SegmenterMatting:
         masks: list[np.ndarray | ReplateError] = []
         for image in images:
             try:
-                _check_image(image)
+                check_image(image)
                 masks.append(segmenter_input(image))
             except ReplateError as error:
                 masks.append(error)
@@ -79,24 +79,18 @@ class SegmenterMatting:
 
     def refine(self, image: np.ndarray, coarse: np.ndarray, timings: dict[str, float]) -> Matte:
         """The Matte of image uint8 (H, W, 3) RGB from its coarse mask float32 (H, W) in [0, 1]."""
-        start = last = time.perf_counter()
-
-        def lap(step: str) -> None:
-            nonlocal last
-            now = time.perf_counter()
-            timings[step] = (now - last) * 1000.0
-            last = now
-
+        start = time.perf_counter()
+        laps = Laps(timings)
         if (coarse >= 0.5).mean() < _MIN_SUBJECT_FRACTION:
             raise SubjectNotFound("no subject found: the segmenter sees nothing in the foreground of this image")
         refined = refine_matte(image, coarse)
-        lap("refine")
+        laps.lap("refine")
         alpha = np.rint(refined.alpha * 255.0).astype(np.uint8)
         foreground = np.rint(refined.foreground).astype(np.uint8)
         np.copyto(foreground, image, where=(alpha == 255)[:, :, None])
-        lap("foreground")
+        laps.lap("foreground")
         shading = _shading(image, refined.backdrop)
-        lap("shading")
+        laps.lap("shading")
         timings["total"] = (time.perf_counter() - start) * 1000.0 + timings.get("segment", 0.0)
         return Matte(alpha=alpha, foreground=foreground, shading=shading, engine=self.name, timings_ms=timings)
 
@@ -118,11 +112,3 @@ def _shading(image: np.ndarray, local_backdrop: np.ndarray) -> np.ndarray | None
     except SubjectNotFound:
         return None
     return backdrop_shading(local_backdrop, model)
-
-
-def _check_image(image: np.ndarray) -> None:
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
-    if min(image.shape[:2]) < _MIN_SIDE_PX:
-        height, width = image.shape[:2]
-        raise InvalidRequest(f"image is {width}x{height}: both sides must be at least {_MIN_SIDE_PX} px for matting")
