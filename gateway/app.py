@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.admission import Admission, RateLimiter
 from gateway.credits import available_credits, release_stale_holds, start_balance_report
-from gateway.db import create_engine, create_sessionmaker, utcnow
+from gateway.db import create_engine, create_sessionmaker, reading, utcnow
 from gateway.deps import Services
 from gateway.errors import install_error_handlers
 from gateway.fetch import Resolver
@@ -50,6 +50,7 @@ def create_app(
             settings=settings,
             engine=engine,
             sessions=create_sessionmaker(engine),
+            reader=reading(engine),
             triton=triton,
             storage=create_storage(settings),
             metrics=metrics,
@@ -140,7 +141,7 @@ class RequestContextMiddleware:
                 headers["x-request-id"] = request_id
                 account_id = state.get("account_id")
                 if account_id is not None:
-                    available = await available_credits(services.sessions, account_id, balance_report)
+                    available = await available_credits(services.reader, account_id, balance_report)
                     headers["x-remaining-credits"] = str(available)
                 route = getattr(scope.get("route"), "path", "unmatched")
                 elapsed_s = time.perf_counter() - started

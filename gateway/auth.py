@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gateway.db import Account, ApiKey, utcnow
 from gateway.errors import Unauthorized
@@ -46,7 +46,7 @@ async def create_account_key(session: AsyncSession, name: str) -> NewKey:
     return NewKey(key=key, account_id=account.id, key_id=api_key.id)
 
 
-async def authenticate(session: AsyncSession, key: str | None) -> int:
+async def authenticate(session: AsyncConnection | AsyncSession, key: str | None) -> int:
     """The account id of a valid, unrevoked key; Unauthorized otherwise."""
     if not key:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")

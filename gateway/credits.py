@@ -1,8 +1,10 @@
 """The credit ledger: hold at admission, capture on success, release on any failure.
 
-Available = granted - held - captured, always >= 0: `hold_credits` reads the account's sums and writes the hold
-while holding the account's lock (PostgreSQL: SELECT ... FOR UPDATE; SQLite: BEGIN IMMEDIATE, see db.py).
-Every function here works inside the caller's transaction and never commits on its own.
+Every movement is a journal entry (append-only, the record) and, in the same transaction, a change of the account's
+`balance` and `held` columns (the journal's sums, kept so that a balance costs one row to read; `ledger_mismatches`
+checks that the two agree). Available = balance - held, always >= 0 (a check constraint, and `hold_credits` moves
+credits only while enough are available, in one conditional UPDATE). Every function here works inside the caller's
+transaction and never commits on its own.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-from sqlalchemy import ColumnElement, Select, bindparam, case, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import ColumnElement, Select, bindparam, case, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql import Executable
 
-from gateway.db import UNFINISHED_PREDICTION_STATUSES, Account, CreditEntry, Prediction
+from gateway.db import ENTRY_KINDS, UNFINISHED_PREDICTION_STATUSES, Account, CreditEntry, Prediction
 from gateway.errors import InsufficientCredits
 
 
@@ -33,6 +36,11 @@ class Balance:
     @property
     def available(self) -> int:
         return self.balance - self.held
+
+
+Database = AsyncConnection | AsyncSession
+"""Where ledger statements run: a Core connection on the request path (cheaper), the ORM session of a caller that
+also writes ORM objects in the same transaction (predictions)."""
 
 
 @dataclass(frozen=True)
@@ -69,51 +77,66 @@ def report_balance(balance: Balance) -> None:
         report.available = balance.available
 
 
-def _sum_of(kind: str):  # type: ignore[no-untyped-def]
-    return func.coalesce(func.sum(case((CreditEntry.kind == kind, CreditEntry.amount), else_=0)), 0)
-
-
 # The hot statements are built once: building one per call (and so its cache key) cost as much as running it.
-_BALANCE = select(_sum_of("grant"), _sum_of("hold"), _sum_of("capture"), _sum_of("release")).where(
-    CreditEntry.account_id == bindparam("account_id")
+_ACCOUNTS = Account.__table__
+_BALANCE = select(_ACCOUNTS.c.balance, _ACCOUNTS.c.held).where(_ACCOUNTS.c.id == bindparam("account_id"))
+_MOVE = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+    .values(balance=_ACCOUNTS.c.balance + bindparam("to_balance"), held=_ACCOUNTS.c.held + bindparam("to_held"))
+    .returning(_ACCOUNTS.c.balance, _ACCOUNTS.c.held)
 )
-_LOCK_ACCOUNT = select(Account.id).where(Account.id == bindparam("account_id")).with_for_update()
+_HOLD = _MOVE.where(_ACCOUNTS.c.balance - _ACCOUNTS.c.held >= bindparam("to_held"))
+"""A hold moves credits only while enough are available: the check and the write are one atomic statement (the
+row's lock on PostgreSQL, the database's write lock on SQLite), so concurrent holds can never overdraw."""
 _INSERT_ENTRY = insert(CreditEntry.__table__).returning(CreditEntry.id)
+_JOURNAL_SUMS = select(
+    CreditEntry.account_id,
+    *(
+        func.coalesce(func.sum(case((CreditEntry.kind == kind, CreditEntry.amount), else_=0)), 0)
+        for kind in ENTRY_KINDS
+    ),
+).group_by(CreditEntry.account_id)
 
 
-async def get_balance(session: AsyncSession, account_id: int) -> Balance:
-    granted, held, captured, released = (await session.execute(_BALANCE, {"account_id": account_id})).one()
-    return Balance(balance=granted - captured, held=held - captured - released)
+async def get_balance(session: Database, account_id: int) -> Balance:
+    row = (await session.execute(_BALANCE, {"account_id": account_id})).one_or_none()
+    return Balance(balance=row.balance, held=row.held) if row else Balance(balance=0, held=0)
 
 
-async def available_credits(sessions: async_sessionmaker[AsyncSession], account_id: int, report: BalanceReport) -> int:
+async def available_credits(reader: AsyncEngine, account_id: int, report: BalanceReport) -> int:
     """What the request reported, else a fresh read of the ledger."""
     if report.available is not None:
         return report.available
-    async with sessions() as session:
-        return (await get_balance(session, account_id)).available
+    async with reader.connect() as connection:
+        return (await get_balance(connection, account_id)).available
 
 
-async def _lock_account(session: AsyncSession, account_id: int) -> None:
-    if session.get_bind().dialect.name == "sqlite":
-        return  # SQLite has no row locks; BEGIN IMMEDIATE (db.py) already holds the database's write lock
-    await session.execute(_LOCK_ACCOUNT, {"account_id": account_id})
+async def _move(
+    session: Database, account_id: int, *, to_balance: int = 0, to_held: int = 0, statement: Executable = _MOVE
+) -> Balance | None:
+    """Change the account's balance and held credits; the balance after, or None when `statement`'s condition
+    left the row alone."""
+    values = {"account_id": account_id, "to_balance": to_balance, "to_held": to_held}
+    row = (await session.execute(statement, values)).one_or_none()
+    return Balance(balance=row.balance, held=row.held) if row else None
 
 
-async def grant_credits(session: AsyncSession, account_id: int, amount: int, *, reason: str = "grant") -> None:
+async def grant_credits(session: Database, account_id: int, amount: int, *, reason: str = "grant") -> Balance:
     if amount <= 0:
         raise ValueError("a grant must be positive")
-    session.add(CreditEntry(account_id=account_id, kind="grant", amount=amount, operation=reason))
-    await session.flush()
+    await _insert_entry(session, account_id=account_id, kind="grant", amount=amount, operation=reason)
+    balance = await _move(session, account_id, to_balance=amount)
+    assert balance is not None, "the account exists: its journal entry was just written"
+    return balance
 
 
 async def hold_credits(
-    session: AsyncSession, account_id: int, amount: int, *, operation: str, request_id: str = ""
+    session: Database, account_id: int, amount: int, *, operation: str, request_id: str = ""
 ) -> Hold:
-    """Reserve `amount` credits or raise InsufficientCredits; nothing else is written then."""
-    await _lock_account(session, account_id)
-    available = (await get_balance(session, account_id)).available
-    if available < amount:
+    """Reserve `amount` credits or raise InsufficientCredits; nothing is written then."""
+    if await _move(session, account_id, to_held=amount, statement=_HOLD) is None:
+        available = (await get_balance(session, account_id)).available
         raise InsufficientCredits(
             f"Not enough credits: this request costs {amount} and {available} are available; buy or grant more"
         )
@@ -123,44 +146,63 @@ async def hold_credits(
     return Hold(id=hold_id, account_id=account_id, amount=amount)
 
 
-async def capture_hold(session: AsyncSession, hold: Hold) -> Balance:
+async def capture_hold(session: Database, hold: Hold) -> Balance:
     """Turn the hold into a charge; returns the account's balance after it. A hold is settled exactly once (unique
-    index on hold_id)."""
-    await _settle(session, hold, "capture")
-    return await get_balance(session, hold.account_id)
+    index on hold_id: a second settlement fails before any balance moves)."""
+    return await _settle(session, hold, "capture", to_balance=-hold.amount)
 
 
-async def release_hold(session: AsyncSession, hold: Hold) -> None:
+async def release_hold(session: Database, hold: Hold) -> Balance:
     """Give the held credits back: the request failed, nothing is charged."""
-    await _settle(session, hold, "release")
+    return await _settle(session, hold, "release", to_balance=0)
 
 
-async def _settle(session: AsyncSession, hold: Hold, kind: str) -> None:
+async def _settle(session: Database, hold: Hold, kind: str, *, to_balance: int) -> Balance:
     await _insert_entry(session, account_id=hold.account_id, kind=kind, amount=hold.amount, hold_id=hold.id)
+    balance = await _move(session, hold.account_id, to_balance=to_balance, to_held=-hold.amount)
+    assert balance is not None, "the account exists: it holds this hold"
+    return balance
 
 
-async def _insert_entry(session: AsyncSession, **values: object) -> int:
+async def _insert_entry(session: Database, **values: object) -> int:
     """A Core INSERT: the hot path skips the ORM's unit of work (this runs twice per billed request)."""
     return (await session.execute(_INSERT_ENTRY, values)).scalar_one()
 
 
+async def ledger_mismatches(session: Database) -> dict[int, tuple[Balance, Balance]]:
+    """Accounts whose balance and held credits differ from their journal's sums: {account: (kept, journal)}. Empty
+    when the ledger is consistent."""
+    accounts = await session.execute(select(Account.id, Account.balance, Account.held))
+    kept = {account_id: Balance(balance, held) for account_id, balance, held in accounts}
+    sums: dict[int, Balance] = {}
+    for account_id, granted, held, captured, released in await session.execute(_JOURNAL_SUMS):
+        sums[account_id] = Balance(balance=granted - captured, held=held - captured - released)
+    empty = Balance(0, 0)
+    return {
+        account_id: (kept.get(account_id, empty), sums.get(account_id, empty))
+        for account_id in kept.keys() | sums.keys()
+        if kept.get(account_id, empty) != sums.get(account_id, empty)
+    }
+
+
 @asynccontextmanager
 async def charge(
-    sessions: async_sessionmaker[AsyncSession], account_id: int, amount: int, *, operation: str, request_id: str = ""
+    engine: AsyncEngine, account_id: int, amount: int, *, operation: str, request_id: str = ""
 ) -> AsyncIterator[Hold]:
     """Hold `amount` for the block; capture it if the block succeeds, release it on any failure, cancellation
     included (the release is shielded, so a client that hangs up cannot leave credits held)."""
-    async with sessions.begin() as session:
-        hold = await hold_credits(session, account_id, amount, operation=operation, request_id=request_id)
+    async with engine.begin() as connection:
+        hold = await hold_credits(connection, account_id, amount, operation=operation, request_id=request_id)
     try:
         yield hold
     except BaseException:
         with anyio.CancelScope(shield=True):
-            async with sessions.begin() as session:
-                await release_hold(session, hold)
+            async with engine.begin() as connection:
+                balance = await release_hold(connection, hold)
+            report_balance(balance)
         raise
-    async with sessions.begin() as session:
-        balance = await capture_hold(session, hold)
+    async with engine.begin() as connection:
+        balance = await capture_hold(connection, hold)
     report_balance(balance)
 
 
@@ -174,7 +216,7 @@ def unsettled_holds(*columns: ColumnElement[Any]) -> Select[Any]:
     )
 
 
-async def release_stale_holds(session: AsyncSession, created_before: datetime) -> int:
+async def release_stale_holds(session: Database, created_before: datetime) -> int:
     """Release holds that nobody settled: their gateway died between hold and capture/release. Only holds older
     than any request can live (the Triton deadline plus a margin) are touched, so no live request loses its hold;
     a queued or running prediction's hold is its worker's to settle, however old."""

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -41,11 +42,22 @@ class Base(DeclarativeBase):
 
 
 class Account(Base):
+    """`balance` and `held` are the journal's sums, kept in step by every ledger transaction (gateway/credits.py), so
+    that reading or checking them costs one row, however long the journal."""
+
     __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("held >= 0", name="ck_accounts_held_non_negative"),
+        CheckConstraint("balance >= held", name="ck_accounts_available_non_negative"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Granted minus captured."""
+    held: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Reserved by requests in flight: holds minus their captures and releases."""
 
 
 class ApiKey(Base):
@@ -131,13 +143,14 @@ class Prediction(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, sqlite_foreign_keys: bool = True) -> AsyncEngine:
     """SQLite (aiosqlite) or PostgreSQL (asyncpg). A PostgreSQL URL may carry `?search_path=SCHEMA` to keep
-    replate's tables in their own schema of a shared database."""
+    replate's tables in their own schema of a shared database. Migrations turn SQLite's foreign keys off: its way to
+    change a table is to copy it and drop the old one, which enforced keys forbid (they are checked afterwards)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(parsed, connect_args={"timeout": 30})
-        _serialize_sqlite_writers(engine)
+        _serialize_sqlite_writers(engine, sqlite_foreign_keys)
         return engine
     connect_args = {}
     if "search_path" in parsed.query:
@@ -146,7 +159,7 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
 
 
-def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
+def _serialize_sqlite_writers(engine: AsyncEngine, foreign_keys: bool) -> None:
     """SQLite has no SELECT ... FOR UPDATE: every transaction takes the write lock up front (BEGIN IMMEDIATE),
     so that reading the available credits and writing the hold are one atomic step. WAL with synchronous=NORMAL:
     a commit survives a crash of the process; a power loss may undo the last ones, never half of one."""
@@ -157,16 +170,27 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")  # no fsync per commit; the trade-off: docs/architecture.md
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if not connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+READ_ONLY = "replate_read_only"
+"""An execution option: on SQLite, such connections take no write lock and run each statement on its own (WAL gives
+each one a consistent snapshot), so a read neither waits for writers nor pays for a transaction."""
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def reading(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for connections that only read (an API key, a balance); writing through them is a bug."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -216,8 +216,8 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
         return self._prediction(prediction), None
 
     async def _get_balance(self, caller: _Caller) -> tuple[pb.Balance, None]:
-        async with self.services.sessions() as session:
-            balance = await get_balance(session, caller.account_id)
+        async with self.services.reader.connect() as connection:
+            balance = await get_balance(connection, caller.account_id)
         report_balance(balance)
         return pb.Balance(balance=balance.balance, held=balance.held, available=balance.available), None
 
@@ -301,8 +301,8 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> int:
         metadata: dict[str, Any] = dict(context.invocation_metadata() or ())
         key = presented_key(_text(metadata.get("authorization")), _text(metadata.get("x-api-key")))
-        async with self.services.sessions() as session:
-            return await authenticate(session, key)
+        async with self.services.reader.connect() as connection:
+            return await authenticate(connection, key)
 
     async def _response_metadata(
         self, request_id: str, account_id: int | None, balance_report: BalanceReport, credits_charged: int | None
@@ -310,7 +310,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
         metadata = [("x-request-id", request_id)]
         if account_id is not None:
             try:
-                available = await available_credits(self.services.sessions, account_id, balance_report)
+                available = await available_credits(self.services.reader, account_id, balance_report)
                 metadata.append(("x-remaining-credits", str(available)))
             except Exception:  # the answer (or its error) matters more than this header
                 log.exception("could not read the balance for x-remaining-credits")

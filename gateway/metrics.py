@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.credits import unsettled_holds
 from gateway.db import PREDICTION_STATUSES, CreditEntry, Prediction
@@ -72,7 +72,7 @@ class Metrics:
             ),
         )
 
-    async def refresh_from_database(self, session: AsyncSession) -> None:
+    async def refresh_from_database(self, session: AsyncConnection) -> None:
         """Set the gauges that describe database state (called when metrics are scraped)."""
         totals = unsettled_holds(func.count(CreditEntry.id), func.coalesce(func.sum(CreditEntry.amount), 0))
         count, held = (await session.execute(totals)).one()

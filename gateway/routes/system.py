@@ -19,8 +19,8 @@ router = APIRouter()
 
 @router.get("/v1/credits", response_model=CreditsResponse, tags=["account"], responses={401: {"model": ErrorBody}})
 async def credits(services: ServicesDep, account_id: AccountDep) -> CreditsResponse:
-    async with services.sessions() as session:
-        balance = await get_balance(session, account_id)
+    async with services.reader.connect() as connection:
+        balance = await get_balance(connection, account_id)
     report_balance(balance)
     return CreditsResponse(balance=balance.balance, held=balance.held, available=balance.available)
 
@@ -61,8 +61,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 @router.get("/metrics", tags=["system"], response_class=Response)
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus metrics."""
-    async with services.sessions() as session:
-        await services.metrics.refresh_from_database(session)
+    async with services.reader.connect() as connection:
+        await services.metrics.refresh_from_database(connection)
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
