@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from gateway.auth import CHOSEN_KEY
+from gateway.settings import Settings
 from tests.deploy.checklist import violations
 from tests.deploy.conftest import (
     CHART,
@@ -287,3 +288,18 @@ def test_migrations_run_before_the_pods_change_and_register_the_admin_key(render
     url = base64.b64decode(secret["data"]["database-url"]).decode()
     password = base64.b64decode(secret["data"]["postgresql-password"]).decode()
     assert url == f"postgresql+asyncpg://replate:{password}@replate-postgresql:5432/replate"
+
+
+@pytest.mark.parametrize("setup", ["default", "production"])
+def test_the_config_map_holds_valid_gateway_settings(render: Render, setup: str) -> None:
+    """Every key is a REPLATE_* setting the gateway reads, and together they parse (types, ranges)."""
+    data = by_kind(render_setup(render, setup), "ConfigMap")[0]["data"]
+    fields = {f"REPLATE_{name.upper()}" for name in Settings.model_fields}
+    assert set(data) <= fields, set(data) - fields
+    environment = {**data, "REPLATE_DATABASE_URL": "postgresql+asyncpg://db/replate"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        settings = Settings()
+    assert settings.http_host == "0.0.0.0" and settings.triton_url == "replate-triton:8001"
+    assert settings.max_inflight == 32 and settings.url_allowed_hosts == []

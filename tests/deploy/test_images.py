@@ -4,7 +4,6 @@ the Triton image serves the model repository CI tests and the chart points Trito
 from __future__ import annotations
 
 import fnmatch
-import io
 import json
 import re
 import shutil
@@ -14,34 +13,15 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from dockerfile_parse import DockerfileParser
 
 from gateway.tritonserver import MODEL_REPOSITORY
 from replate.cli import main
 from tests.deploy.conftest import REPO, Render, named
+from tests.deploy.dockerfiles import DOCKERFILES, copies, instructions, parse
 
-DOCKERFILES = {"gateway": REPO / "docker" / "Dockerfile.gateway", "triton": REPO / "docker" / "Dockerfile.triton"}
 TRITON_RELEASE_OF_PYTRITON = {"0.7.0": "24.10"}
 """nvidia-pytriton version -> the Triton container release of its tritonserver (0.7.0 ships Triton 2.51 = 24.10),
 whose Python backend the stub we take from the wheel must match."""
-
-
-def parse(image: str) -> DockerfileParser:
-    return DockerfileParser(fileobj=io.BytesIO(DOCKERFILES[image].read_bytes()))
-
-
-def instructions(image: str, name: str) -> list[str]:
-    return [item["value"] for item in parse(image).structure if item["instruction"] == name]
-
-
-def copies(image: str) -> list[tuple[list[str], str]]:
-    """(sources, destination) of each COPY from the build context (not --from another stage)."""
-    found = []
-    for value in instructions(image, "COPY"):
-        *sources, destination = value.split()
-        if not any(source.startswith("--from=") for source in sources):
-            found.append((sources, destination))
-    return found
 
 
 def hadolint() -> str:
