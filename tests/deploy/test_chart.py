@@ -101,7 +101,7 @@ def test_the_checklist_finds_each_kind_of_violation(render: Render) -> None:
     del container["resources"]["limits"]
     container["image"] = "registry.example.com/replate/gateway:latest"
     container["env"].append({"name": "AWS_SECRET_ACCESS_KEY", "value": "hunter2hunter2"})
-    config_map = by_kind(objects, "ConfigMap")[0]
+    config_map = named(objects, "ConfigMap", "gateway")
     admin_key = base64.b64decode(named(objects, "Secret", "generated")["data"]["admin-key"]).decode()
     config_map["data"]["REPLATE_EXTRA"] = admin_key
     config_map["data"]["REPLATE_S3_ENDPOINT_URL"] = "https://user:pass@minio:9000"
@@ -185,7 +185,7 @@ def test_default_install_objects(render: Render) -> None:
     assert [item["topologyKey"] for item in spread] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
     ports = {port["name"]: port for port in named(objects, "Service", "gateway")["spec"]["ports"]}
     assert ports["http"]["appProtocol"] == "http" and ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"
-    config = by_kind(objects, "ConfigMap")[0]["data"]
+    config = named(objects, "ConfigMap", "gateway")["data"]
     assert config["REPLATE_TRITON_URL"] == "replate-triton:8001"
     assert config["REPLATE_PRICE_REPLACE_BACKGROUND"] == "5" and config["REPLATE_MAX_IMAGE_BYTES"] == "20971520"
     admin_key = base64.b64decode(named(objects, "Secret", "generated")["data"]["admin-key"]).decode()
@@ -224,7 +224,7 @@ def test_production_values_use_external_services_and_scale(render: Render) -> No
     assert grpc_ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
     assert grpc_ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] == {"name": "grpc"}
     assert not by_kind(objects, "StatefulSet")
-    config = by_kind(objects, "ConfigMap")[0]["data"]
+    config = named(objects, "ConfigMap", "gateway")["data"]
     assert config["REPLATE_STORAGE"] == "s3" and config["REPLATE_S3_BUCKET"] == "replate-outputs"
     triton = named(objects, "Deployment", "triton")["spec"]["template"]["spec"]
     args = triton["containers"][0]["args"]
@@ -293,7 +293,7 @@ def test_migrations_run_before_the_pods_change_and_register_the_admin_key(render
 @pytest.mark.parametrize("setup", ["default", "production"])
 def test_the_config_map_holds_valid_gateway_settings(render: Render, setup: str) -> None:
     """Every key is a REPLATE_* setting the gateway reads, and together they parse (types, ranges)."""
-    data = by_kind(render_setup(render, setup), "ConfigMap")[0]["data"]
+    data = named(render_setup(render, setup), "ConfigMap", "gateway")["data"]
     fields = {f"REPLATE_{name.upper()}" for name in Settings.model_fields}
     assert set(data) <= fields, set(data) - fields
     environment = {**data, "REPLATE_DATABASE_URL": "postgresql+asyncpg://db/replate"}
