@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.auth import create_account_key, revoke_key
+from gateway.auth import create_account_key, key_exists, revoke_key
 from gateway.credits import get_balance, grant_credits
 from gateway.db import Account, ApiKey, create_engine, create_sessionmaker
 from gateway.errors import NotFound
@@ -31,6 +31,18 @@ async def create_key(settings: Settings, account_name: str, credits: int) -> str
         if credits > 0:
             await grant_credits(session, new.account_id, credits)
     return new.key
+
+
+async def bootstrap_key(settings: Settings, account_name: str, key: str, credits: int) -> bool:
+    """Register the operator's chosen `key` for account_name with `credits`, once: False (and nothing changes) when
+    that key was registered before, so a deployment can run this on every upgrade."""
+    async with _transaction(settings) as session:
+        if await key_exists(session, key):
+            return False
+        new = await create_account_key(session, account_name, key)
+        if credits > 0:
+            await grant_credits(session, new.account_id, credits)
+    return True
 
 
 async def list_keys(settings: Settings) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gateway.db import Account, ApiKey, utcnow
 from gateway.errors import Unauthorized
+from replate.errors import InvalidRequest
 
 KEY_PREFIX = "rp_"
 
@@ -32,18 +34,30 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def create_account_key(session: AsyncSession, name: str) -> NewKey:
-    """Create an account named `name` (or reuse it) and a new key for it; the plain key exists only in the result."""
+CHOSEN_KEY = re.compile(rf"{KEY_PREFIX}[A-Za-z0-9_-]{{43,}}")
+"""A key an operator brings (`replate keys bootstrap`): as long and as random-looking as the ones we make."""
+
+
+async def create_account_key(session: AsyncSession, name: str, key: str | None = None) -> NewKey:
+    """Create an account named `name` (or reuse it) and a key for it: `key` when the operator chose one (it must
+    match CHOSEN_KEY), else a new random one; the plain key exists only in the result."""
+    if key is not None and not CHOSEN_KEY.fullmatch(key):
+        raise InvalidRequest(f"a chosen API key must be {KEY_PREFIX} followed by at least 43 of A-Z a-z 0-9 _ -")
     account = (await session.execute(select(Account).where(Account.name == name))).scalar_one_or_none()
     if account is None:
         account = Account(name=name)
         session.add(account)
         await session.flush()
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = key or KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey(account_id=account.id, prefix=key[:10], key_hash=hash_key(key))
     session.add(api_key)
     await session.flush()
     return NewKey(key=key, account_id=account.id, key_id=api_key.id)
+
+
+async def key_exists(session: AsyncSession, key: str) -> bool:
+    """Whether `key` was ever registered (revoked keys included)."""
+    return (await session.execute(select(ApiKey.id).where(ApiKey.key_hash == hash_key(key)))).first() is not None
 
 
 async def authenticate(session: AsyncConnection | AsyncSession, key: str | None) -> int:

@@ -1,4 +1,5 @@
 """`replate serve`: migrate, start tritonserver (unless an external one is configured), then the gateway.
+`replate gateway`: the gateway alone, in front of an external Triton and a migrated database (containers).
 
 Ctrl-C or SIGTERM stops the gateway (uvicorn's own handlers) and then Triton.
 """
@@ -18,6 +19,7 @@ from gateway.logs import configure_logging
 from gateway.migrate import upgrade_database
 from gateway.settings import Settings
 from gateway.tritonserver import MODEL_REPOSITORY, TritonServer
+from replate.errors import ReplateError
 from replate.models import model_path
 
 log = logging.getLogger("replate.serve")
@@ -46,20 +48,36 @@ def serve(settings: Settings) -> int:
             triton.start()
             settings = settings.model_copy(update={"triton_url": triton.grpc_url})
             log.info("tritonserver ready: gRPC %s, HTTP %s", triton.grpc_url, triton.http_url)
-        config = uvicorn.Config(
-            create_app(settings),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,  # ours (configure_logging) stays in charge
-            access_log=False,  # replate.access logs each request, with its request id
-            lifespan="on",
-        )
-        uvicorn.Server(config).run()
+        _run_gateway(settings)
     finally:
         if triton is not None:
             log.info("stopping tritonserver")
             triton.stop()
     return 0
+
+
+def serve_gateway(settings: Settings) -> int:
+    """The gateway only: Triton at REPLATE_TRITON_URL, a database whose migrations were applied beforehand
+    (`replate db upgrade`, e.g. a deployment's migration job), no demo key. SIGTERM drains and exits 0."""
+    if not settings.triton_url:
+        raise ReplateError("`replate gateway` needs an external Triton: set REPLATE_TRITON_URL (or --triton-url)")
+    configure_logging(settings.log_level, settings.log_format)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _exit_on_signal)  # uvicorn re-raises SIGTERM after draining: exit 0 then
+    _run_gateway(settings)
+    return 0
+
+
+def _run_gateway(settings: Settings) -> None:
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,  # ours (configure_logging) stays in charge
+        access_log=False,  # replate.access logs each request, with its request id
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
 
 
 def _exit_on_signal(_signum: int, _frame: FrameType | None) -> None:

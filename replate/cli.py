@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 from gateway.settings import Settings
 from replate.errors import ReplateError
 from replate.quality.run import add_bench_matting_arguments, bench_matting_from_args
+
+BOOTSTRAP_KEY_VARIABLE = "REPLATE_BOOTSTRAP_KEY"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,11 +40,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--triton-url", help="use this Triton gRPC endpoint instead of starting one")
     serve.set_defaults(run=_serve)
 
+    gateway = commands.add_parser(
+        "gateway", help="the gateway alone (containers): an external Triton (REPLATE_TRITON_URL), a migrated database"
+    )
+    gateway.add_argument("--host", help="HTTP bind address (REPLATE_HTTP_HOST, default 127.0.0.1)")
+    gateway.add_argument("--port", type=int, help="HTTP port (REPLATE_HTTP_PORT, default 8080)")
+    gateway.add_argument("--triton-url", help="Triton's gRPC endpoint host:port (REPLATE_TRITON_URL)")
+    gateway.set_defaults(run=_gateway)
+
     keys = commands.add_parser("keys", help="API keys").add_subparsers(metavar="ACTION", required=True)
     create = keys.add_parser("create", help="create an account (if new) and a key; prints the key once")
     create.add_argument("--name", required=True, help="account name")
     create.add_argument("--credits", type=int, default=0, help="credits to grant now")
     create.set_defaults(run=_keys_create)
+    bootstrap = keys.add_parser(
+        "bootstrap", help=f"register the key in ${BOOTSTRAP_KEY_VARIABLE} for an account, once (deployments)"
+    )
+    bootstrap.add_argument("--name", required=True, help="account name")
+    bootstrap.add_argument("--credits", type=int, default=0, help="credits granted when the key is registered")
+    bootstrap.set_defaults(run=_keys_bootstrap)
     keys.add_parser("list", help="list keys (prefixes only)").set_defaults(run=_keys_list)
     revoke = keys.add_parser("revoke", help="revoke the key(s) with this prefix")
     revoke.add_argument("prefix")
@@ -85,6 +102,12 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(_settings(args))
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    from gateway.server import serve_gateway
+
+    return serve_gateway(_settings(args))
+
+
 def _models_pull(args: argparse.Namespace) -> int:
     from replate.models import models_pull_command
 
@@ -113,6 +136,19 @@ def _keys_create(args: argparse.Namespace) -> int:
 
     key = asyncio.run(create_key(_settings(args), args.name, args.credits))
     print(f"API key: {key}")
+    return 0
+
+
+def _keys_bootstrap(args: argparse.Namespace) -> int:
+    from gateway.admin import bootstrap_key
+
+    key = os.environ.get(BOOTSTRAP_KEY_VARIABLE, "")
+    if not key:
+        raise ReplateError(f"{BOOTSTRAP_KEY_VARIABLE} is empty: set it to the key to register")
+    if asyncio.run(bootstrap_key(_settings(args), args.name, key, args.credits)):
+        print(f"registered the key of {BOOTSTRAP_KEY_VARIABLE} for {args.name} with {args.credits} credits")
+    else:
+        print(f"the key of {BOOTSTRAP_KEY_VARIABLE} is registered already: nothing changed")
     return 0
 
 
