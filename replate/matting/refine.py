@@ -8,7 +8,8 @@ Method, and why:
 
 1. Adaptive trimap (`adaptive_trimap`). The coarse mask is split at 0.5; every pixel gets its distance to that
    outline. The unknown band is every pixel closer to the outline than a local radius, plus every pixel outside
-   the outline the mask is unsure of (0.02 < mask < 0.5: faint strand tips). Unsure pixels inside the subject (a
+   the outline the mask is unsure of (0.02 < mask < 0.5: faint strand tips) up to twice the widest band from the
+   outline (farther haze is a backdrop object the segmenter half saw). Unsure pixels inside the subject (a
    dark pupil, a collar) stay opaque: they would be unmixed against a backdrop colour spread from far away. The
    radius grows from ~long side / 400 (a hard product edge: 2-3 px at 1 MP) to ~long side / 50 (hair, fur:
    ~25 px) with the *softness* of the mask around it (how much of a neighbourhood the mask leaves undecided,
@@ -24,7 +25,8 @@ Method, and why:
    highlight on hair does not punch a hole. Where |F - B| is too small to trust (subject and backdrop of one
    colour), or where the pixel is far from every mix of them (its distance from the line B-F is more than 0.3-0.6
    of |F - B|: a backdrop object under the segmenter's haze, not a strand), the coarse mask, guided-filtered by
-   the image at full resolution, is used instead.
+   the image at full resolution, is used instead inside the outline, and 0 (backdrop, as the threshold says)
+   outside it.
 3. Foreground colours (`estimate_foreground`) by blur fusion (Forte & Pitie, "Approximate fast foreground
    colour estimation", ICIP 2021; the method Photoroom uses): two rounds of alpha-weighted box blurs (radius
    ~long side / 13, then 3 px) estimate smooth F and B, and F is corrected by alpha times the compositing
@@ -71,6 +73,7 @@ _MIN_SNAP, _MAX_SNAP = 0.02, 0.25
 # A pixel the mix of F and B does not explain (its distance from the line B-F, over |F - B|) is not a mix of them:
 # a motorcycle behind a product, under the segmenter's haze, unmixed against colours spread from afar.
 _FULL_TRUST_MISFIT, _MAX_MISFIT = 0.3, 0.6
+_FAINT_REACH = 2.0
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -134,9 +137,10 @@ def adaptive_trimap(image: np.ndarray, coarse: np.ndarray) -> Trimap:
     detail = cv2.blur(np.abs(luminance - cv2.GaussianBlur(luminance, (0, 0), 1.5)), (window, window))
     detail = np.clip(detail / 12.0 - 0.2, 0.0, 1.0)
     radius = (r_min + (r_max - r_min) * np.maximum(softness, 0.5 * detail * np.sqrt(softness))).astype(np.float32)
-    # Unsure pixels outside the outline are band wherever they are (faint strand tips far out); inside it only near
-    # the outline: a segmenter unsure about a dark pupil or a collar must not have it unmixed against the backdrop.
-    band = (distance < radius) | (unsure & (subject == 0))
+    # Unsure pixels outside the outline are band out to twice the widest band (faint strand tips far out; farther
+    # haze is a backdrop object the segmenter half saw); inside it only near the outline: a segmenter unsure about a
+    # dark pupil or a collar must not have it unmixed against the backdrop.
+    band = (distance < radius) | (unsure & (subject == 0) & (distance < _FAINT_REACH * r_max))
     return Trimap(foreground=~band & (subject > 0), backdrop=~band & (subject == 0), radius_px=radius)
 
 
@@ -185,8 +189,10 @@ def _solve(image: np.ndarray, coarse: np.ndarray, trimap: Trimap) -> tuple[np.nd
     misfit = np.sqrt(np.einsum("ij,ij->i", observed - mixed, observed - mixed)) / np.maximum(length, 1e-6)
     trust = np.minimum(trust, np.clip((_MAX_MISFIT - misfit) / (_MAX_MISFIT - _FULL_TRUST_MISFIT), 0.0, 1.0))
     if (trust < 1.0).any():
-        guided = _guided_coarse(image, coarse)[band]
-        estimate = trust * estimate + (1.0 - trust) * np.clip(guided, 0.0, 1.0)
+        # Outside the segmenter's outline a pixel the equation cannot explain is backdrop, as the threshold says:
+        # its haze there is a half-seen backdrop object far more often than a strand (matting benchmark, issue 5).
+        fallback = np.where(coarse[band] < 0.5, 0.0, np.clip(_guided_coarse(image, coarse)[band], 0.0, 1.0))
+        estimate = trust * estimate + (1.0 - trust) * fallback
     alpha[band] = np.clip(estimate, 0.0, 1.0)
     return alpha, backdrop_mean
 
