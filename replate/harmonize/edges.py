@@ -6,8 +6,9 @@
                  leak back in)
     grain        when the scene is noisier than the subject (noise estimated with Immerkaer's Laplacian kernel on
                  both), luminance noise makes up the difference, seeded
-    softness     the composite is blurred across the matte's boundary (within 2 px of it), a little always and more
-                 when the scene is softer than the subject (less fine detail), up to MAX_SOFTEN_PX
+    softness     the composite is blurred across the matte's boundary (within 2 px of it, on pixels that are not
+                 fully opaque, so a shadow behind the edge never reaches the subject), a little always and more when
+                 the scene is softer than the subject (less fine detail), up to MAX_SOFTEN_PX
 
 These run only when harmonisation is asked for (strength > 0), each in proportion to it; they are the only steps
 that may touch subject pixels with alpha 255 besides the colour match.
@@ -84,13 +85,14 @@ def add_grain(foreground: np.ndarray, alpha: np.ndarray, sigma_levels: float, st
 
 
 def soften_boundary(composite: np.ndarray, alpha: np.ndarray, sigma_px: float) -> np.ndarray:
-    """composite uint8 (H, W, 3) blurred (Gaussian, sigma_px) within _EDGE_BAND_PX of the matte's boundary, where
-    alpha uint8 (H, W) is neither 0 nor 255 or next to a change between them."""
+    """composite uint8 (H, W, 3) blurred (Gaussian, sigma_px) within _EDGE_BAND_PX of the matte's boundary (where
+    alpha uint8 (H, W) is neither 0 nor 255 or next to a change between them), on pixels with alpha < 255."""
     if sigma_px < 0.1:
         return composite
     edge = (alpha > 0) & (alpha < 255)
     edge |= cv2.morphologyEx(alpha, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
     band = cv2.dilate(edge.astype(np.uint8), np.ones((2 * _EDGE_BAND_PX + 1,) * 2, np.uint8)) > 0
+    band &= alpha < 255  # the opaque subject keeps its own pixels: only the scene's side of the edge is softened
     blurred = cv2.GaussianBlur(composite, (0, 0), sigma_px)
     softened = composite.copy()
     softened[band] = blurred[band]

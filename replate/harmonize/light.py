@@ -40,8 +40,8 @@ _SCENE_FULL_SLOPE = 0.5
 _VERTICAL_TRUST = 0.5
 _MIN_AMPLITUDE = 0.15
 """The side shading a scene clearly lit from one side gives a subject that shows none of its own."""
-_SIDE_CLARITY_GAIN = 2.0
-"""A scene lit from one side with strength 0.5 or more (horizontally) sets the subject's side fully."""
+_SIDE_CLARITY_GAIN = 8.0
+"""A scene lit from one side with strength 1/8 or more (horizontally) sets the subject's side fully."""
 _RATIO_BOUNDS = (0.7, 1.4)
 _MIN_SUBJECT_PX = 64
 

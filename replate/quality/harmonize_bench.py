@@ -146,10 +146,10 @@ def render_harmonize_markdown(report: HarmonizeReport) -> str:
         f"Seed {report.seed}, {report.samples_per_category} samples per light category ({count} in all) at "
         f"{report.megapixels:g} MP ({width} x {height}), harmonize {', '.join(f'{s:g}' for s in report.strengths)}; "
         f"{report.elapsed_s:.0f} s in all. Subject region (alpha >= 0.5) against the truth; ratios are to harmonize "
-        "0 in the same run (< 1 is better).",
+        "0 in the same run (< 1 is better); worse: samples whose ΔE2000 rose; ms: place_subject's wall time.",
         "",
-        "| category | harmonize | MSE | PSNR dB | ΔE2000 | MSE / h0 | ΔE2000 / h0 | ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| category | harmonize | MSE | PSNR dB | ΔE2000 | MSE / h0 | ΔE2000 / h0 | worse | ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     groups = [c for c in LIGHT_CATEGORIES if any(s.category == c for s in report.scores)]
     for group in [*groups, None]:
@@ -162,18 +162,27 @@ def render_harmonize_markdown(report: HarmonizeReport) -> str:
 
 
 def _rows(label: str, scores: list[HarmonizeScore], strengths: tuple[float, ...]) -> list[str]:
-    reference = _means(scores, strengths[0]) if strengths and strengths[0] == 0 else None
+    has_reference = bool(strengths) and strengths[0] == 0
+    reference = _means(scores, 0.0) if has_reference else None
     rows = []
     for strength in strengths:
         mse, psnr, delta_e, time_ms = _means(scores, strength)
-        ratios = ("-", "-")
+        ratios, worse = ("-", "-"), "-"
         if reference is not None:
             ratios = (f"{mse / reference[0]:.2f}x", f"{delta_e / reference[2]:.2f}x")
+            worse = _worse(scores, strength)
         rows.append(
             f"| {label} | {strength:g} | {mse:.1f} | {psnr:.2f} | {delta_e:.2f} | {ratios[0]} | {ratios[1]} | "
-            f"{time_ms:.0f} |"
+            f"{worse} | {time_ms:.0f} |"
         )
     return rows
+
+
+def _worse(scores: list[HarmonizeScore], strength: float) -> str:
+    """ "k/n": of the n samples, the k whose ΔE2000 at strength is higher than at harmonize 0."""
+    before = {s.sample: s.delta_e for s in scores if s.strength == 0.0}
+    after = [s for s in scores if s.strength == strength]
+    return f"{sum(s.delta_e > before[s.sample] for s in after)}/{len(after)}"
 
 
 def _means(scores: list[HarmonizeScore], strength: float) -> tuple[float, float, float, float]:
