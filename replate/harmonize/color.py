@@ -6,7 +6,7 @@ scale linear RGB channel by channel (the von Kries model that white balance itse
 gains), so the subject's new colours are its linear RGB times gains and the directional relighting. The change is
 then measured in CIELAB, a perceptual space, where it is bounded and where `strength` blends it.
 
-Estimates (on copies at most 128 px a side): each light is the shades-of-grey mean (Minkowski p = 8, which leans
+Estimates (on every n-th pixel, at most 128 a side): each light is the shades-of-grey mean (Minkowski p = 8, which leans
 on the brightest surfaces, those that show the light's colour best) of linear RGB, over the subject's opaque core
 and over the plate around the subject (its bounding box grown by half its size on each side: the light near the
 subject counts, not the whole frame). Their ratio mixes the light with what is lit (a dark coat on a white wall is
@@ -21,11 +21,15 @@ spread is its texture, not its light); the gains themselves change contrast as a
 
 Bounds, which keep brand colours and skin from drifting: at strength 1 a pixel's L* moves at most 25 and its a*b*
 at most 15 (Euclidean); on saturated pixels (chroma >= 45) and skin tones (hue 20-70 degrees, chroma 8-45, L*
-20-92) a*b* moves at most 5. `strength` then scales the change.
+20-92) a*b* moves at most 5, with a ramp 10 wide (degrees or units) across each of those limits. Which pixels are
+protected is judged on a blurred quarter-size copy, region by region (`protection_map`): judged pixel by pixel, a
+face's near-white highlight took the scene's colour three times as far as the skin around it and showed as a
+patch. `strength` then scales the change.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -33,7 +37,7 @@ import numpy as np
 
 from replate.harmonize._srgb import srgb_to_linear
 
-__all__ = ["ColourStats", "colour_stats", "match_colours"]
+__all__ = ["ColourStats", "colour_stats", "match_colours", "protection_map"]
 
 MAX_LIGHTNESS_SHIFT = 25.0
 MAX_CHROMA_SHIFT = 15.0
@@ -42,6 +46,8 @@ SATURATED_CHROMA = 45.0
 SKIN_HUE_DEG = (20.0, 70.0)
 SKIN_CHROMA = (8.0, 45.0)
 SKIN_LIGHTNESS = (20.0, 92.0)
+_PROTECTION_RAMP = 10.0  # degrees of hue, units of chroma and of L*
+_PROTECTION_SCALE = 4
 _STATS_SIDE_PX = 128
 _MINKOWSKI_P = 8.0
 EXPOSURE_SHARE = 0.15
@@ -66,13 +72,9 @@ class ColourStats:
 def colour_stats(rgb: np.ndarray, mask: np.ndarray | None = None) -> ColourStats | None:
     """The light of the pixels of rgb uint8 (H, W, 3) where mask bool (H, W) is set (all when None); None when fewer
     than 16 of them are neither black nor clipped."""
-    height, width = rgb.shape[:2]
-    scale = min(1.0, _STATS_SIDE_PX / max(height, width))
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        if mask is not None:
-            mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    step = max(1, math.ceil(max(rgb.shape[:2]) / _STATS_SIDE_PX))  # statistics need a sample, not an average
+    rgb = rgb[::step, ::step]
+    mask = None if mask is None else mask[::step, ::step]
     lab = to_lab(rgb)
     usable = (lab[:, :, 0] > 5.0) & (lab[:, :, 0] < 98.0)
     if mask is not None:
@@ -106,7 +108,7 @@ def match_colours(
     if luminance_gain is not None:
         relit *= luminance_gain[inside][:, None]
     lab = _linear_to_lab(linear)
-    delta = _bounded(_linear_to_lab(np.clip(relit, 0.0, 1.0)) - lab, lab)
+    delta = _bounded(_linear_to_lab(np.clip(relit, 0.0, 1.0)) - lab, protection_map(foreground)[inside])
     result = foreground.copy()
     result[inside] = from_lab(lab + strength * delta)
     return result
@@ -138,22 +140,42 @@ def _linear_to_lab(linear: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(linear[:, None, :], dtype=np.float32), cv2.COLOR_LRGB2Lab)[:, 0]
 
 
-def _bounded(delta: np.ndarray, lab: np.ndarray) -> np.ndarray:
-    """delta float32 (N, 3) with L* clipped to +-MAX_LIGHTNESS_SHIFT and a*b* shortened to its pixel's cap."""
-    chroma = np.hypot(lab[:, 1], lab[:, 2])
-    hue = np.degrees(np.arctan2(lab[:, 2], lab[:, 1]))
+def protection_map(rgb: np.ndarray) -> np.ndarray:
+    """float32 (H, W) in [0, 1]: how far each pixel of rgb uint8 (H, W, 3) belongs to a saturated or skin-toned
+    region. Judged on the colours of a blurred quarter-size copy and smoothed, so that it is a property of regions:
+    a face's highlight is protected like the face around it, and no hard edge runs across a surface."""
+    height, width = rgb.shape[:2]
+    size = (max(1, width // _PROTECTION_SCALE), max(1, height // _PROTECTION_SCALE))
+    small = cv2.GaussianBlur(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), (0, 0), 1.0)
+    lab = to_lab(small).reshape(-1, 3)
+    a, b = lab[:, 1], lab[:, 2]
+    chroma = np.hypot(a, b)
     skin = (
-        (hue >= SKIN_HUE_DEG[0])
-        & (hue <= SKIN_HUE_DEG[1])
-        & (chroma >= SKIN_CHROMA[0])
-        & (chroma <= SKIN_CHROMA[1])
-        & (lab[:, 0] >= SKIN_LIGHTNESS[0])
-        & (lab[:, 0] <= SKIN_LIGHTNESS[1])
+        _inside(np.degrees(np.arctan2(b, a)), SKIN_HUE_DEG, _PROTECTION_RAMP)
+        * _inside(chroma, SKIN_CHROMA, _PROTECTION_RAMP)
+        * _inside(lab[:, 0], SKIN_LIGHTNESS, _PROTECTION_RAMP)
     )
-    cap = np.where(skin | (chroma >= SATURATED_CHROMA), MAX_PROTECTED_CHROMA_SHIFT, MAX_CHROMA_SHIFT)
+    saturated = np.clip((chroma - SATURATED_CHROMA) / _PROTECTION_RAMP + 0.5, 0.0, 1.0)
+    membership = np.maximum(skin, saturated).reshape(size[1], size[0]).astype(np.float32)
+    membership = cv2.GaussianBlur(membership, (0, 0), 1.0)
+    return cv2.resize(membership, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _bounded(delta: np.ndarray, protection: np.ndarray) -> np.ndarray:
+    """delta float32 (N, 3) with L* clipped to +-MAX_LIGHTNESS_SHIFT and a*b* shortened to its pixel's cap, from
+    MAX_CHROMA_SHIFT down to MAX_PROTECTED_CHROMA_SHIFT as its protection (N,) goes from 0 to 1."""
+    cap = MAX_CHROMA_SHIFT - (MAX_CHROMA_SHIFT - MAX_PROTECTED_CHROMA_SHIFT) * protection
     shift = np.hypot(delta[:, 1], delta[:, 2])
     scale = np.minimum(1.0, cap / np.maximum(shift, 1e-6))
     bounded = delta.copy()
     bounded[:, 0] = np.clip(delta[:, 0], -MAX_LIGHTNESS_SHIFT, MAX_LIGHTNESS_SHIFT)
     bounded[:, 1:] *= scale[:, None]
     return bounded
+
+
+def _inside(values: np.ndarray, limits: tuple[float, float], ramp: float) -> np.ndarray:
+    """1 well inside [low, high], 0 well outside, linear over `ramp` centred on each limit."""
+    low, high = limits
+    rising = np.clip((values - low) / ramp + 0.5, 0.0, 1.0)
+    falling = np.clip((high - values) / ramp + 0.5, 0.0, 1.0)
+    return np.minimum(rising, falling)

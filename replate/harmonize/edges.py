@@ -70,8 +70,9 @@ def measure_texture(rgb: np.ndarray, mask: np.ndarray) -> Texture | None:
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
     response = np.abs(cv2.filter2D(grey, -1, _NOISE_KERNEL, borderType=cv2.BORDER_REFLECT))[inner]
     # Gaussian noise of std s gives a response of std 6 s (the kernel's norm); its median absolute value is
-    # 0.6745 of that. The median keeps edges and texture from passing for noise.
-    return Texture(noise_levels=float(np.median(response)) / (6.0 * 0.6745), detail=float(response.mean()))
+    # 0.6745 of that. The median (of every 4th value: plenty, and 4x cheaper) keeps edges and texture from
+    # passing for noise.
+    return Texture(noise_levels=float(np.median(response[::4])) / (6.0 * 0.6745), detail=float(response.mean()))
 
 
 def add_grain(foreground: np.ndarray, alpha: np.ndarray, sigma_levels: float, strength: float, seed: int) -> np.ndarray:

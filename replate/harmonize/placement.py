@@ -118,16 +118,19 @@ def place_subject(
     scene_light = estimate_scene_light(scene)
     subject = _find_subject(matte)
     shading, shadow, notes = _shadow(matte, scene_light, mode, placement)
-    colours = image
-    if placement.harmonize > 0 and subject is not None:
-        colours = _harmonized(matte, scene, placement, subject, scene_light)
+    harmonizes = placement.harmonize > 0 and subject is not None
+    colours, textures = image, (None, None)
+    if harmonizes:
+        textures = _textures(image, matte.alpha, scene, subject.box)
+        colours = _harmonized(matte, scene, placement, subject, scene_light, textures)
     harmonize_ms = _ms_since(started)
     compose_started = time.perf_counter()
     composite = compose(colours, replace(matte, foreground=colours, shading=shading), scene, preserve_shadow=True)
     compose_ms = _ms_since(compose_started)
-    if placement.harmonize > 0 and subject is not None:
+    if harmonizes:
         edge_started = time.perf_counter()
-        composite = _softened(composite, image, matte.alpha, scene, subject.box, placement.harmonize)
+        sigma_px = edges.soften_sigma_px(*textures, placement.harmonize)
+        composite = _softened(composite, matte.alpha, subject.box, sigma_px)
         harmonize_ms += _ms_since(edge_started)
     subject_light = subject.light if subject is not None else NO_DIRECTION
     lighting = lighting_info(scene_light, subject_light, shadow, placement.harmonize)
@@ -171,21 +174,36 @@ def _shadow(
     return layer, mode, ()
 
 
+def _textures(
+    image: np.ndarray, alpha: np.ndarray, scene: np.ndarray, box: Box
+) -> tuple[edges.Texture | None, edges.Texture | None]:
+    """(the scene's, the subject's) grain and detail next to the subject's boundary."""
+    around = _grown(box, alpha.shape, 0.0, _EDGE_MARGIN_PX)
+    return (
+        edges.measure_texture(scene[around], alpha[around] == 0),
+        edges.measure_texture(image[around], alpha[around] == 255),
+    )
+
+
 def _harmonized(
-    matte: Matte, scene: np.ndarray, placement: Placement, subject: _Subject, scene_light: LightDirection
+    matte: Matte,
+    scene: np.ndarray,
+    placement: Placement,
+    subject: _Subject,
+    scene_light: LightDirection,
+    textures: tuple[edges.Texture | None, edges.Texture | None],
 ) -> np.ndarray:
     """uint8 (H, W, 3): the subject's colours matched to the scene (only pixels with alpha > 0 change)."""
     box, strength = subject.box, placement.harmonize
-    alpha, foreground, behind = matte.alpha[box], matte.foreground[box], scene[box]
+    alpha, foreground = matte.alpha[box], matte.foreground[box]
     subject_stats = color.colour_stats(foreground, alpha >= 230)
     scene_stats = color.colour_stats(scene[_grown(box, scene.shape[:2], _REGION_GROWTH)])
     if subject_stats is not None and scene_stats is not None:
         ratio = relight_ratio(subject.relief, subject.light, scene_light)
         gain = cv2.resize(ratio, (alpha.shape[1], alpha.shape[0]), interpolation=cv2.INTER_LINEAR)
         foreground = color.match_colours(foreground, alpha, subject_stats, scene_stats, strength, gain)
-    foreground = edges.wrap_light(foreground, alpha, behind, strength)
-    scene_texture = edges.measure_texture(behind, alpha == 0)
-    subject_texture = edges.measure_texture(matte.foreground[box], alpha == 255)
+    foreground = edges.wrap_light(foreground, alpha, scene[box], strength)
+    scene_texture, subject_texture = textures
     if scene_texture is not None and subject_texture is not None:
         missing = max(0.0, scene_texture.noise_levels**2 - subject_texture.noise_levels**2) ** 0.5
         foreground = edges.add_grain(foreground, alpha, missing, strength, placement.seed)
@@ -194,16 +212,11 @@ def _harmonized(
     return result
 
 
-def _softened(
-    composite: np.ndarray, image: np.ndarray, alpha: np.ndarray, scene: np.ndarray, box: Box, strength: float
-) -> np.ndarray:
-    """composite with its subject's boundary blurred as edges.soften_sigma_px says for this scene and subject."""
+def _softened(composite: np.ndarray, alpha: np.ndarray, box: Box, sigma_px: float) -> np.ndarray:
+    """composite with its subject's boundary blurred by sigma_px (edges.soften_boundary)."""
     around = _grown(box, alpha.shape, 0.0, _EDGE_MARGIN_PX)
-    scene_texture = edges.measure_texture(scene[around], alpha[around] == 0)
-    subject_texture = edges.measure_texture(image[around], alpha[around] == 255)
-    sigma = edges.soften_sigma_px(scene_texture, subject_texture, strength)
     result = composite.copy()
-    result[around] = edges.soften_boundary(composite[around], alpha[around], sigma)
+    result[around] = edges.soften_boundary(composite[around], alpha[around], sigma_px)
     return result
 
 

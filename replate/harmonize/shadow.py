@@ -50,8 +50,8 @@ def synthesize_shadow(alpha: np.ndarray, light: LightDirection, mode: str) -> np
     darkness = _contact(coverage, top, base, lean)
     if mode == "cast":
         darkness = np.maximum(darkness, _cast(coverage, top, base, lean))
-    layer = cv2.resize(darkness, (width, height), interpolation=cv2.INTER_LINEAR)
-    return (255.0 - np.rint(255.0 * np.clip(layer, 0.0, 1.0))).astype(np.uint8)
+    small_layer = (255.0 - np.rint(255.0 * np.clip(darkness, 0.0, 1.0))).astype(np.uint8)
+    return cv2.resize(small_layer, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _runs_off_the_bottom(coverage: np.ndarray) -> bool:
