@@ -20,6 +20,7 @@ from replate.harmonize.placement import (
     default_shadow,
     lighting_info,
     place_subject,
+    warm_up,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "default_shadow",
     "lighting_info",
     "place_subject",
+    "warm_up",
 ]
