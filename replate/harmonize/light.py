@@ -1,12 +1,14 @@
 """Where the light comes from, and turning the subject towards it.
 
 Directions live in the image plane: a unit vector (x to the right, y down) pointing from the subject towards the
-light, with a strength in [0, 1] (0: no dominant direction). The scene's comes from the large-scale brightness of
-the plate (a plane fitted to its linear luminance: the lit side is the brighter one; a plate darker at the bottom
-says "from above" only half as loudly, since sky and ground or wall and floor make it so whatever the light, and
-one brighter at the bottom is not read as lit from below); the subject's from how its
-brightness follows a relief guessed from the matte (a dome over the silhouette whose height grows with the distance
-from the edge, so its normals point outwards at the rim), fitted as Y = c0 * (1 + n . l).
+light, with a strength in [0, 1] (0: no dominant direction).
+
+The scene's comes from the large-scale brightness of the plate: a plane fitted to its linear luminance, the lit
+side being the brighter one. A plate darker at the bottom says "from above" only half as loudly (sky and ground,
+wall and floor make it so whatever the light), and one brighter at the bottom is not read as lit from below.
+The subject's comes from how its brightness follows a relief guessed from the matte (a dome over the silhouette
+whose height grows with the distance from the edge, so its normals point outwards at the rim), fitted as
+Y = c0 * (1 + n . l).
 
 `relight_ratio` is the soft directional shading of harmonisation: the subject's own shading is divided out and put
 back with its left-right side turned towards the scene's light, in proportion to how clearly the scene is lit from
@@ -24,6 +26,7 @@ import numpy as np
 from replate.harmonize._srgb import linear_luminance
 
 __all__ = [
+    "NO_DIRECTION",
     "LightDirection",
     "Relief",
     "estimate_scene_light",
