@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-fast lint bench bench-matting bench-diffusion loadtest proto clean
+.PHONY: serve test test-fast lint bench bench-matting bench-harmonize bench-diffusion loadtest proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test-fast: $(STAMP)
 bench-matting: $(STAMP)
 	$(BIN)/replate models pull
 	$(BIN)/replate bench matting
+
+bench-harmonize: $(STAMP)
+	$(BIN)/replate models pull
+	$(BIN)/replate bench harmonize
 
 bench-diffusion: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_diffusion

@@ -14,8 +14,9 @@ import numpy as np
 
 from replate.compose import compose, cutout
 from replate.errors import ReplateError
+from replate.harmonize import Placement, place_subject
 from replate.imageio import ImageLimits, decode_image, encode_image
-from replate.matting import create_engine, estimate_matte
+from replate.matting import Matte, create_engine, estimate_matte
 from replate.models import DEFAULT_MODELS_DIR
 from replate.scene import SceneSpec, make_scene
 from tests.synthetic import make_studio_shot
@@ -57,6 +58,7 @@ def _stage_p50s(megapixels: float, repeat: int) -> list[tuple[str, float]]:
         ("scene reference", lambda: make_scene(SceneSpec(reference=reference), width, height)),
         ("scene studio", lambda: make_scene(SceneSpec(prompt="warm marble studio", seed=3), width, height)),
         ("compose", lambda: compose(rgb, matte, scene)),
+        *_placement_cases(rgb, matte, scene),
         ("cutout", lambda: cutout(rgb, matte)),
         ("encode png (rgb)", lambda: encode_image(rgb, "png")),
         ("encode png (rgba)", lambda: encode_image(cut, "png")),
@@ -64,6 +66,21 @@ def _stage_p50s(megapixels: float, repeat: int) -> list[tuple[str, float]]:
         ("encode webp (rgba)", lambda: encode_image(cut, "webp")),
     ]
     return [(name, _percentiles(run, repeat)[0]) for name, run in cases]
+
+
+def _placement_cases(rgb: np.ndarray, matte: Matte, scene: np.ndarray) -> list[tuple[str, Callable[[], object]]]:
+    """place_subject (compose included) on a cut-out (no shadow of its own), next to the plain compose row: what a
+    synthesised shadow and harmonisation add to it."""
+
+    def place(harmonize: float, shadow: str) -> Callable[[], object]:
+        placement = Placement(harmonize=harmonize, shadow=shadow, preserve_shadow=False)
+        return lambda: place_subject(rgb, matte, scene, placement, "studio")
+
+    return [
+        ("place: contact, h 0", place(0.0, "contact")),
+        ("place: contact, h 1", place(1.0, "contact")),
+        ("place: cast, h 1", place(1.0, "cast")),
+    ]
 
 
 def _auto_matting_case(rgb: np.ndarray) -> list[tuple[str, Callable[[], object]]]:

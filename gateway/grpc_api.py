@@ -125,6 +125,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
             output_format=_enum_text(pb.OutputFormat, request.output_format),
             mode=_enum_text(pb.Mode, request.mode),
             harmonize=request.harmonize,
+            shadow=_enum_text(pb.Shadow, request.shadow),
         )
         image = await self._image(request, "image")
         scene_image = await self._image(request, "scene_image") if request.HasField("scene_image") else None
@@ -137,7 +138,6 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
             scene_image=scene_image,
             options=options,
             store=False,
-            harmonize=body.harmonize,
             deadline=caller.deadline,
         )
         info = delivered.output.info
@@ -151,6 +151,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
             engines=info["engines"],
             timings_ms=info["timings_ms"],
             notes=info.get("notes", []),
+            lighting=[_lighting(entry) for entry in info.get("lighting", [])],
         )
         return reply, delivered.credits_charged
 
@@ -356,6 +357,16 @@ def _validated(schema: type[Schema], **fields: object) -> Schema:
             f"{'.'.join(str(part) for part in error['loc']) or 'request'}: {error['msg']}" for error in exc.errors()
         )
         raise InvalidRequest(problems) from exc
+
+
+def _lighting(entry: dict[str, Any]) -> pb.Lighting:
+    """One output's INFO `lighting` entry as its message."""
+    return pb.Lighting(
+        scene=pb.LightDirection(**entry["scene"]),
+        subject=pb.LightDirection(**entry["subject"]),
+        shadow=entry["shadow"],
+        harmonize=entry["harmonize"],
+    )
 
 
 def _enum_text(enum: EnumTypeWrapper, value: int) -> str | None:

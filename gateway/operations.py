@@ -19,7 +19,6 @@ from gateway.errors import Overloaded, Timeout
 from gateway.images import InputImage, read_image_field
 from gateway.schemas import SEED_MAX, RemoveBackgroundRequest, ReplaceBackgroundRequest
 from gateway.triton import PipelineOutput
-from replate.errors import InvalidRequest
 from replate.imageio import content_type
 from replate.pipeline import RemoveOptions, ReplaceOptions
 from replate.scene import check_scene_sources
@@ -57,6 +56,8 @@ def replace_options(services: Services, body: ReplaceBackgroundRequest) -> Repla
         output_format=body.output_format,
         negative_prompt=body.negative_prompt,
         mode=body.mode,
+        harmonize=body.harmonize,
+        shadow=body.shadow,
         **limits_for_pipeline(services),
     )
 
@@ -65,10 +66,8 @@ def remove_options(services: Services, body: RemoveBackgroundRequest) -> RemoveO
     return RemoveOptions(channels=body.channels, output_format=body.output_format, **limits_for_pipeline(services))
 
 
-def check_replace(options: ReplaceOptions, scene_image: InputImage | None, harmonize: float = 0.0) -> None:
+def check_replace(options: ReplaceOptions, scene_image: InputImage | None) -> None:
     check_scene_sources(options.scene_prompt, scene_image is not None, options.bg_color)
-    if harmonize > 0:
-        raise InvalidRequest("harmonize: harmonisation is not available on this server yet; send 0")
 
 
 async def replace_background(
@@ -80,13 +79,12 @@ async def replace_background(
     scene_image: InputImage | None,
     options: ReplaceOptions,
     store: bool,
-    harmonize: float = 0.0,
     price: int | None = None,
     deadline: float | None = None,
 ) -> Delivered:
     """`price` defaults to the replace-background price per output; remove.bg's background option passes its own.
     `deadline` (time.monotonic()) is the caller's own, when it set one (gRPC)."""
-    check_replace(options, scene_image, harmonize)
+    check_replace(options, scene_image)
     return await _run_charged(
         services,
         account_id,

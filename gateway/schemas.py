@@ -52,7 +52,40 @@ class ReplaceBackgroundRequest(Strict):
         description="Speed against quality of a generated scene (steps and working resolution); the diffusion "
         "engine's default, balanced, when omitted. Used by a diffusion scene engine only.",
     )
-    harmonize: float = Field(0.0, ge=0.0, le=1.0, description="Relight the subject to match the scene (0 = off).")
+    harmonize: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Match the subject to the scene's light: white balance and exposure, a soft shading towards the "
+        "scene's light direction, light wrap, grain and edge softness, in proportion (0 = off: subject pixels with "
+        "alpha 255 stay bit-exact).",
+    )
+    shadow: Literal["none", "contact", "cast"] | None = Field(
+        None,
+        description="A shadow synthesised from the matte and the scene's light when the photo has none to carry "
+        "(see preserve_shadow): a soft contact shadow where the subject meets the floor, or that plus a cast shadow "
+        "laid on the floor away from the light. Default: contact on studio scenes (they have a floor), none on "
+        "colours, reference photos and generated scenes. Shadows only darken the scene, never the subject.",
+    )
+
+
+class LightDirection(BaseModel):
+    azimuth_deg: float = Field(
+        description="Where the light comes from in the image plane, counter-clockwise from the right: 0 from the "
+        "right, 90 from above, 180 from the left, 270 from below."
+    )
+    strength: float = Field(description="How directional the light is: 0 (no dominant direction) to 1.")
+
+
+class Lighting(BaseModel):
+    """What was estimated and done for one output."""
+
+    scene: LightDirection = Field(description="The scene's light, from the plate's brightness.")
+    subject: LightDirection = Field(description="The light on the subject in the photo, from its shading.")
+    shadow: Literal["none", "contact", "cast", "carried"] = Field(
+        description="The shadow on the output: synthesised (contact, cast), the photo's own (carried), or none."
+    )
+    harmonize: float
 
 
 class ReplaceBackgroundResponse(BaseModel):
@@ -67,6 +100,11 @@ class ReplaceBackgroundResponse(BaseModel):
     engines: dict[str, str] = Field(examples=[{"matting": "studio", "scene": "studio"}])
     timings_ms: dict[str, float]
     notes: list[str] = Field(default_factory=list, description="Honest remarks, e.g. an option an engine ignored.")
+    lighting: list[Lighting] = Field(
+        default_factory=list,
+        description="Per output, in order: the light directions estimated and the shadow made. Empty when neither "
+        "harmonisation nor a shadow was asked for (or defaulted to), since nothing was estimated.",
+    )
 
 
 class RemoveBackgroundRequest(Strict):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gateway.settings import Settings
 from replate.errors import ReplateError
+from replate.quality.harmonize_bench import add_bench_harmonize_arguments, bench_harmonize_from_args
 from replate.quality.run import add_bench_matting_arguments, bench_matting_from_args
 
 BOOTSTRAP_KEY_VARIABLE = "REPLATE_BOOTSTRAP_KEY"
@@ -83,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     matting = bench.add_parser("matting", help="matting quality on generated images with exact ground truth")
     add_bench_matting_arguments(matting)
     matting.set_defaults(run=_bench_matting)
+    harmonize = bench.add_parser("harmonize", help="harmonisation quality on generated scenes with known truth")
+    add_bench_harmonize_arguments(harmonize)
+    harmonize.set_defaults(run=bench_harmonize_from_args)
     return parser
 
 

@@ -15,8 +15,9 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from replate.compose import compose, cutout
+from replate.compose import cutout
 from replate.errors import InvalidRequest
+from replate.harmonize import HARMONIZER, Placement, check_placement, place_subject
 from replate.imageio import OUTPUT_FORMATS, DecodedImage, ImageLimits, decode_image, encode_image
 from replate.matting import Matte
 from replate.scene import SceneSpec, make_scene
@@ -84,9 +85,13 @@ class ReplaceOptions:
     cn_weight: float | None = None
     ip_adapter_weight: float | None = None
     mode: str | None = None
+    harmonize: float = 0.0
+    shadow: str | None = None
+    """"none", "contact", "cast", or None for the scene engine's default (replate.harmonize.default_shadow)."""
 
     def __post_init__(self) -> None:
         _check_output_format(self.output_format, OUTPUT_FORMATS)
+        check_placement(self.harmonize, self.shadow)
         if not 1 <= self.num_outputs <= MAX_OUTPUTS:
             raise InvalidRequest(f"num_outputs must be between 1 and {MAX_OUTPUTS}, got {self.num_outputs}")
 
@@ -177,13 +182,28 @@ def replace_background_steps(
     else:
         plates, scene_engine, notes = _drawn_scenes(options, reference, width, height, timings, generates_scenes)
         extra = {}
-    images = []
-    for plate in plates:
-        with timed(timings, "compose"):
-            composite = compose(decoded.rgb, matte, plate, preserve_shadow=options.preserve_shadow)
+    images, lighting = [], []
+    for index, plate in enumerate(plates):
+        placement = Placement(
+            harmonize=options.harmonize,
+            shadow=options.shadow,
+            preserve_shadow=options.preserve_shadow,
+            seed=options.seed + index,
+        )
+        placed = place_subject(decoded.rgb, matte, plate, placement, scene_engine)
+        for stage, ms in placed.timings_ms.items():
+            timings[stage] = timings.get(stage, 0.0) + ms
+        notes += [note for note in placed.notes if note not in notes]
+        if placed.lighting is not None:
+            lighting.append(placed.lighting)
         with timed(timings, "encode"):
-            images.append(encode_image(composite, options.output_format))
-    info = _info(matte, timings, width, height, seed=options.seed, scene=scene_engine, notes=notes, **extra)
+            images.append(encode_image(placed.rgb, options.output_format))
+    if lighting:
+        extra["lighting"] = lighting
+    harmonizer = HARMONIZER if options.harmonize > 0 else None
+    info = _info(
+        matte, timings, width, height, seed=options.seed, scene=scene_engine, harmonize=harmonizer, notes=notes, **extra
+    )
     return PipelineResult(images=images, info=info)
 
 
@@ -251,9 +271,10 @@ def _matte_for(decoded: DecodedImage, timings: dict[str, float]) -> Generator[np
 
 def _info(matte: Matte, timings: dict[str, float], width: int, height: int, **extra: Any) -> dict[str, Any]:
     engines = {"matting": matte.engine}
-    scene = extra.pop("scene", None)
-    if scene:
-        engines["scene"] = scene
+    for stage in ("scene", "harmonize"):
+        engine = extra.pop(stage, None)
+        if engine:
+            engines[stage] = engine
     rounded = {name: round(ms, 2) for name, ms in timings.items()}
     return {"engines": engines, "timings_ms": rounded, "width": width, "height": height, **extra}
 

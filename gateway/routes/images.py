@@ -45,7 +45,6 @@ async def replace_background(
             scene_image=scene_image,
             options=options,
             store=not body.return_base64,
-            harmonize=body.harmonize,
         )
         outputs = delivered_outputs(request, services, delivered)
         info = delivered.output.info
@@ -60,6 +59,7 @@ async def replace_background(
             engines=info["engines"],
             timings_ms=info["timings_ms"],
             notes=info.get("notes", []),
+            lighting=info.get("lighting", []),
         )
         return json_response(result, headers={"x-credits-charged": str(delivered.credits_charged)})
 

