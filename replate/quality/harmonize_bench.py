@@ -26,7 +26,7 @@ from replate.models import DEFAULT_MODELS_DIR
 from replate.quality.dataset import frame_size
 from replate.quality.harmonize_set import LIGHT_CATEGORIES, SCENE_KINDS, HarmonizationSample
 from replate.quality.harmonize_set import generate_harmonization_samples as generate_samples
-from replate.quality.run import write_report
+from replate.quality.run import add_report_arguments, write_report
 
 __all__ = [
     "REPORT_MARKERS",
@@ -242,21 +242,9 @@ def add_bench_harmonize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strengths", default="0,0.5,1", help="comma-separated harmonize values, 0 first (default: %(default)s)"
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("docs/quality.md"),
-        help="markdown file; the generated part replaces the text between its markers (default: %(default)s)",
+    add_report_arguments(
+        parser, Path("docs/harmonize-sheet.jpg"), "JPEG of real photos on reference scenes at each strength"
     )
-    parser.add_argument(
-        "--contact-sheet",
-        type=Path,
-        default=Path("docs/harmonize-sheet.jpg"),
-        help="JPEG of real photos on reference scenes at each strength (default: %(default)s)",
-    )
-    parser.add_argument("--no-contact-sheet", action="store_true")
-    parser.add_argument("--models-dir", type=Path, default=None, help=f"weights folder (default {DEFAULT_MODELS_DIR})")
-    parser.add_argument("--photo-cache", type=Path, default=None, help="where the photo wheels are cached")
 
 
 def bench_harmonize_from_args(args: argparse.Namespace) -> int:

@@ -414,8 +414,12 @@ def add_bench_matting_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--samples", type=int, default=2, help="samples per category and size (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--models-dir", type=Path, default=None, help=f"weights folder (default {DEFAULT_MODELS_DIR})")
     parser.add_argument("--no-oracle", action="store_true", help="skip the closed-form oracle (it is slow)")
+    add_report_arguments(parser, Path("docs/contact-sheet.jpg"), "JPEG of the real photos per engine")
+
+
+def add_report_arguments(parser: argparse.ArgumentParser, contact_sheet: Path, contact_sheet_help: str) -> None:
+    """The options every quality benchmark shares: where its report and contact sheet go, weights and photos."""
     parser.add_argument(
         "--out",
         type=Path,
@@ -423,12 +427,10 @@ def add_bench_matting_arguments(parser: argparse.ArgumentParser) -> None:
         help="markdown file; the generated part replaces the text between its markers (default: %(default)s)",
     )
     parser.add_argument(
-        "--contact-sheet",
-        type=Path,
-        default=Path("docs/contact-sheet.jpg"),
-        help="JPEG of the real photos per engine (default: %(default)s)",
+        "--contact-sheet", type=Path, default=contact_sheet, help=f"{contact_sheet_help} (default: %(default)s)"
     )
     parser.add_argument("--no-contact-sheet", action="store_true")
+    parser.add_argument("--models-dir", type=Path, default=None, help=f"weights folder (default {DEFAULT_MODELS_DIR})")
     parser.add_argument(
         "--photo-cache",
         type=Path,
