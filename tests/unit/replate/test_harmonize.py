@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from replate import harmonize
 from replate.compose import compose
 from replate.errors import InvalidRequest
 from replate.harmonize import Placement, default_shadow, place_subject
@@ -41,22 +40,6 @@ def plate_lit_from(side: int) -> np.ndarray:
 
 def darkness(layer: np.ndarray) -> np.ndarray:
     return 1.0 - layer.astype(np.float64) / 255.0
-
-
-def test_the_package_surface_is_its_all() -> None:
-    assert set(harmonize.__all__) == {
-        "HARMONIZER",
-        "SHADOW_MODES",
-        "LightDirection",
-        "Placed",
-        "Placement",
-        "check_placement",
-        "default_shadow",
-        "lighting_info",
-        "place_subject",
-        "warm_up",
-    }
-    assert all(hasattr(harmonize, name) for name in harmonize.__all__)
 
 
 # ---------------------------------------------------------------- harmonize 0 is bit-exact
