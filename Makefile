@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-fast lint bench bench-matting bench-harmonize bench-diffusion loadtest proto clean
+.PHONY: serve test test-fast lint bench bench-matting bench-harmonize bench-diffusion loadtest proto clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,11 +16,15 @@ serve: $(STAMP)
 	$(BIN)/replate models pull
 	$(BIN)/replate serve
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/replate models pull
 	$(BIN)/pytest
+
+# The playground's browser test drives Debian's chromium (Playwright with executable_path, no browser download).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m 'not slow'

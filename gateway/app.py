@@ -25,6 +25,7 @@ from gateway.logs import start_request
 from gateway.metrics import Metrics
 from gateway.predictions import PredictionWorker
 from gateway.routes import ROUTERS
+from gateway.routes.playground import install_playground
 from gateway.settings import Settings
 from gateway.storage import create_storage
 from gateway.triton import Pipelines, TritonPipelines
@@ -36,9 +37,13 @@ access_log = logging.getLogger("replate.access")
 
 
 def create_app(
-    settings: Settings | None = None, pipelines: Pipelines | None = None, resolver: Resolver | None = None
+    settings: Settings | None = None,
+    pipelines: Pipelines | None = None,
+    resolver: Resolver | None = None,
+    demo_key: str | None = None,
 ) -> FastAPI:
-    """`pipelines` replaces the Triton client and `resolver` the DNS of image URLs (tests pass fakes for both)."""
+    """`pipelines` replaces the Triton client and `resolver` the DNS of image URLs (tests pass fakes for both);
+    `demo_key` pre-fills the playground's key field (only `replate serve`'s embedded default passes one)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -88,6 +93,7 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_playground(app, demo_key)
     app.add_middleware(RequestContextMiddleware)
     return app
 

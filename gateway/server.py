@@ -7,6 +7,7 @@ Ctrl-C or SIGTERM stops the gateway (uvicorn's own handlers) and then Triton.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 from types import FrameType
@@ -35,7 +36,7 @@ def serve(settings: Settings) -> int:
     if not settings.triton_url:
         model_path(SEGMENTER_WEIGHTS, settings.models_dir)  # missing weights: say `replate models pull`, start nothing
     upgrade_database(settings.database_url)
-    _announce_demo_key(settings)
+    demo_key = _announce_demo_key(settings)
     # SIGTERM unwinds through the `finally` below, so Triton is stopped: before uvicorn runs, and after it, when
     # uvicorn re-raises the signal it captured for its own graceful shutdown. A requested stop exits 0.
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -48,7 +49,7 @@ def serve(settings: Settings) -> int:
             triton.start()
             settings = settings.model_copy(update={"triton_url": triton.grpc_url})
             log.info("tritonserver ready: gRPC %s, HTTP %s", triton.grpc_url, triton.http_url)
-        _run_gateway(settings)
+        _run_gateway(settings, demo_key if _is_loopback(settings.http_host) else None)
     finally:
         if triton is not None:
             log.info("stopping tritonserver")
@@ -68,9 +69,9 @@ def serve_gateway(settings: Settings) -> int:
     return 0
 
 
-def _run_gateway(settings: Settings) -> None:
+def _run_gateway(settings: Settings, demo_key: str | None = None) -> None:
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, demo_key=demo_key),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,  # ours (configure_logging) stays in charge
@@ -84,10 +85,23 @@ def _exit_on_signal(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _announce_demo_key(settings: Settings) -> None:
+def _announce_demo_key(settings: Settings) -> str | None:
+    """The demo key, when this start created it (the very first one); it is printed once."""
     key = asyncio.run(ensure_demo_key(settings, DEMO_ACCOUNT, DEMO_CREDITS))
     if key:
         print(f"API key: {key}", flush=True)
         print(f"(demo account with {DEMO_CREDITS} credits; this key is shown only once)", flush=True)
     else:
         print("Accounts exist already; create another with: replate keys create --name NAME --credits N", flush=True)
+    print(f"Playground: http://{settings.http_host}:{settings.http_port}/ (open it in a browser)", flush=True)
+    return key
+
+
+def _is_loopback(host: str) -> bool:
+    """Only a playground that nobody else can reach is handed the demo key."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
