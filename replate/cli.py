@@ -1,4 +1,5 @@
-"""The `replate` command: serve the stack, manage keys and credits, run the database migrations."""
+"""The `replate` command: serve the stack, manage keys and credits, run the database migrations, replace or remove
+the backgrounds of many images."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.settings import Settings
+from replate.batch import add_remove_arguments, add_replace_arguments, remove_command, replace_command
 from replate.errors import ReplateError
 from replate.quality.harmonize_bench import add_bench_harmonize_arguments, bench_harmonize_from_args
 from replate.quality.run import add_bench_matting_arguments, bench_matting_from_args
@@ -80,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("--models-dir", help="cache folder (REPLATE_MODELS_DIR, default ~/.cache/replate/models)")
     pull.set_defaults(run=_models_pull)
 
+    _add_batch_commands(commands)
+
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(metavar="WHAT", required=True)
     matting = bench.add_parser("matting", help="matting quality on generated images with exact ground truth")
     add_bench_matting_arguments(matting)
@@ -88,6 +92,23 @@ def _parser() -> argparse.ArgumentParser:
     add_bench_harmonize_arguments(harmonize)
     harmonize.set_defaults(run=bench_harmonize_from_args)
     return parser
+
+
+def _add_batch_commands(commands: argparse._SubParsersAction) -> None:
+    replace = commands.add_parser(
+        "replace", help="replace the background of images, in-process or on a server (--server)"
+    )
+    add_replace_arguments(replace)
+    replace.set_defaults(run=lambda args: replace_command(_with_models_dir(args)))
+    remove = commands.add_parser("remove", help="cut the subject out of images, in-process or on a server (--server)")
+    add_remove_arguments(remove)
+    remove.set_defaults(run=lambda args: remove_command(_with_models_dir(args)))
+
+
+def _with_models_dir(args: argparse.Namespace) -> argparse.Namespace:
+    if args.models_dir is None and not args.server:
+        args.models_dir = Settings().models_dir
+    return args
 
 
 def _settings(args: argparse.Namespace) -> Settings:

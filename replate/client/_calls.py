@@ -12,7 +12,15 @@ from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 import httpx
 
-from replate.client._models import ApiError, Credits, ImageResult, Prediction, ReplaceResult, remaining_credits
+from replate.client._models import (
+    ApiError,
+    Credits,
+    ImageResult,
+    Prediction,
+    ReplaceResult,
+    decode_data_url,
+    remaining_credits,
+)
 
 T = TypeVar("T")
 ImageInput = str | bytes | os.PathLike[str]
@@ -165,10 +173,6 @@ def image_field(image: ImageInput) -> str:
     if _is_url(image):
         return str(image)
     return base64.b64encode(_read_bytes(image)).decode()
-
-
-def decode_data_url(url: str) -> bytes:
-    return base64.b64decode(url.partition(",")[2])
 
 
 def _is_url(image: ImageInput) -> bool:

@@ -13,7 +13,7 @@ import httpx
 
 from replate.client import _calls as calls
 from replate.client._calls import ApiCall, BgReplaceParams, ImageInput, RemoveBgParams, ReplaceParams
-from replate.client._models import Credits, ImageResult, Prediction, ReplaceResult
+from replate.client._models import Credits, ImageResult, Prediction, ReplaceResult, decode_data_url
 from replate.client._retry import Outcome, RetryPolicy
 
 T = TypeVar("T")
@@ -157,7 +157,7 @@ class Client(_Base):
         """Stream an output (a signed URL, or a data URL) to a path or binary file; returns the bytes written. The
         API key is not sent: output URLs are their own credential and may point at another host."""
         if url.startswith("data:"):
-            return _write(destination, [calls.decode_data_url(url)])
+            return _write(destination, [decode_data_url(url)])
         with self._http.stream("GET", url) as response:
             if not response.is_success:
                 response.read()
@@ -279,7 +279,7 @@ class AsyncClient(_Base):
 
     async def download(self, url: str, destination: Destination) -> int:
         if url.startswith("data:"):
-            return await _write_async(destination, _one(calls.decode_data_url(url)))
+            return await _write_async(destination, _one(decode_data_url(url)))
         async with self._http.stream("GET", url) as response:
             if not response.is_success:
                 await response.aread()

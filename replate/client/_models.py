@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -58,6 +59,10 @@ class ApiError(Exception):
         )
 
 
+def decode_data_url(url: str) -> bytes:
+    return base64.b64decode(url.partition(",")[2])
+
+
 def remaining_credits(response: httpx.Response) -> int | None:
     value = response.headers.get("x-remaining-credits")
     return int(value) if value is not None else None
@@ -105,6 +110,12 @@ class ReplaceResult:
     @property
     def output_url(self) -> str:
         return self.outputs[0]
+
+    def images(self) -> list[bytes]:
+        """The outputs' bytes, when they are data URLs (`return_base64=True`); stored outputs: see `download`."""
+        if not all(output.startswith("data:") for output in self.outputs):
+            raise ValueError("the outputs are URLs, not data URLs: download them with Client.download")
+        return [decode_data_url(output) for output in self.outputs]
 
 
 @dataclass(frozen=True)

