@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypedDict, TypeVar
 
@@ -37,13 +38,18 @@ class ApiCall(Generic[T]):
     json: dict[str, Any] | None = None
     data: dict[str, str] | None = None
     files: dict[str, tuple[str, bytes]] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
     is_billable: bool = False
     """Sent with an Idempotency-Key (the same on every retry), so that it is charged at most once."""
 
 
 def new_idempotency_key() -> str:
     return f"replate-client-{uuid.uuid4().hex}"
+
+
+def multipart_content_type(idempotency_key: str) -> str:
+    """A boundary drawn from the Idempotency-Key: httpx would draw a new one for each attempt, and a retry whose
+    body differs is refused (`idempotency_key_reused`) instead of being answered with the first attempt's result."""
+    return f"multipart/form-data; boundary={hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}"
 
 
 def check(response: httpx.Response) -> httpx.Response:

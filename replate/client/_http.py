@@ -33,9 +33,12 @@ class _Base:
         self.retry = retry
 
     def _request_args(self, call: ApiCall[Any], idempotency_key: str | None) -> dict[str, Any]:
-        headers = {**self._auth, **call.headers}
+        headers = dict(self._auth)
         if call.is_billable:
-            headers["Idempotency-Key"] = idempotency_key or calls.new_idempotency_key()
+            key = idempotency_key or calls.new_idempotency_key()
+            headers["Idempotency-Key"] = key
+            if call.files:
+                headers["Content-Type"] = calls.multipart_content_type(key)
         return {
             "method": call.method,
             "url": call.path,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 
 from export.diffusion.build import export_build
 from export.diffusion.tiny import build_tiny
@@ -43,12 +44,12 @@ def free_port() -> int:
 
 class GatewayThread:
     """The gateway app under a real uvicorn server in a background thread, on a free port (`pipelines` replaces the
-    Triton client, as in `create_app`)."""
+    Triton client, as in `create_app`; `app` is a gateway app the test built itself, e.g. wrapped in middleware)."""
 
-    def __init__(self, settings: Settings, pipelines: Pipelines | None = None) -> None:
+    def __init__(self, settings: Settings, pipelines: Pipelines | None = None, app: ASGIApp | None = None) -> None:
         self.port = free_port()
-        app = create_app(settings, pipelines=pipelines)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        self.app = app or create_app(settings, pipelines=pipelines)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
