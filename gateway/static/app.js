@@ -86,6 +86,7 @@ async function run() {
   if (!state.image) return showError("Choose a photo first: drop it on the box or pick a file.");
   if (!apiKey()) return showError("Enter an API key: `replate serve` prints one, or `replate keys create`.");
   const stopProgress = startProgress();
+  state.objectUrls.splice(0).forEach((url) => URL.revokeObjectURL(url));
   try {
     const result = state.operation === "replace" ? await replaceBackground() : await removeBackground();
     showResult(result);
@@ -124,7 +125,7 @@ async function replaceBackground() {
     outputs: result.outputs,
     extension: body.output_format,
     info: `${result.width}×${result.height}, seed ${result.seed}, ${result.credits_charged} credits, ` +
-      `engines: ${describeEngines(result.engines)}${result.notes.length ? ". " + result.notes.join(" ") : ""}`,
+      `engines: ${describeEngines(result.engines)}${result.notes.map((note) => `. ${note}`).join("")}`,
   };
 }
 
@@ -141,7 +142,7 @@ async function removeBackground() {
     outputs: [url],
     extension: $("remove-format").value,
     info: `${headers.get("x-width")}×${headers.get("x-height")}, ${headers.get("x-credits-charged")} credit, ` +
-      `engines: ${headers.get("x-engines")}`,
+      `engines: ${describeEngines(Object.fromEntries(headers.get("x-engines").split(",").map((e) => e.split("="))))}`,
   };
 }
 
@@ -207,12 +208,12 @@ function startProgress() {
 }
 
 function showResult(result) {
-  state.objectUrls.splice(0).forEach((url) => URL.revokeObjectURL(url));
   const before = URL.createObjectURL(state.image);
   state.objectUrls.push(before);
   $("before-image").onload = () => {
-    const image = $("before-image");
-    $("compare").style.aspectRatio = `${image.naturalWidth} / ${image.naturalHeight}`;
+    const { naturalWidth: width, naturalHeight: height } = $("before-image");
+    $("compare").style.aspectRatio = `${width} / ${height}`;
+    $("compare").style.maxWidth = `calc(75vh * ${width} / ${height})`; // the whole photo in view, no letterbox
   };
   $("before-image").src = before;
   showOutput(result.outputs[0]);
