@@ -65,6 +65,8 @@ def test_serve_prints_a_key_serves_the_contract_example_and_stops_cleanly(tmp_pa
         assert response.status_code == 200, response.text
         assert response.headers["x-remaining-credits"] == "995"
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["status"] == "ready"
+        playground = httpx.get(f"http://127.0.0.1:{port}/").text
+        assert f'<meta name="replate-demo-key" content="{key}">' in playground, "the first start pre-fills its key"
         triton_pids = subprocess.run(["pgrep", "-f", f"tritonserver.*{tmp_path}"], capture_output=True, text=True)
         assert triton_pids.stdout.strip(), "serve must have started its own tritonserver"
     finally:
