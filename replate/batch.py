@@ -17,6 +17,7 @@ import os
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,21 +125,23 @@ def replace_command(args: argparse.Namespace) -> int:
     options = ReplaceOptions(
         seed=seed, num_outputs=args.variants, output_format=args.format, preserve_shadow=not args.no_shadow
     )
-    produce = _server_replace(_client(args), options) if args.server else _local_replace(args.models_dir, options)
     columns = [f"{scene.label} v{variant + 1}" for scene in scenes for variant in range(args.variants)]
     print(
         f"{len(sources)} image(s) x {len(scenes)} scene(s) x {args.variants} variant(s), seed {seed} "
         f"(--seed {seed} renders the same scenes again)"
     )
-    return _run(args, "Replacing", tasks, produce, columns)
+    with _client(args) if args.server else nullcontext() as client:
+        produce = _server_replace(client, options) if client else _local_replace(args.models_dir, options)
+        return _run(args, "Replacing", tasks, produce, columns)
 
 
 def remove_command(args: argparse.Namespace) -> int:
     sources = collect_images(args.images)
     tasks = [Task(source, None, _output_paths(args.out, source, 0, 1, 1, args.format)) for source in sources]
     options = RemoveOptions(channels=args.channels, output_format=args.format)
-    produce = _server_remove(_client(args), options) if args.server else _local_remove(args.models_dir, options)
-    return _run(args, "Removing", tasks, produce, ["cutout" if args.channels == "rgba" else "matte"])
+    with _client(args) if args.server else nullcontext() as client:
+        produce = _server_remove(client, options) if client else _local_remove(args.models_dir, options)
+        return _run(args, "Removing", tasks, produce, ["cutout" if args.channels == "rgba" else "matte"])
 
 
 def collect_images(patterns: list[str]) -> list[Path]:

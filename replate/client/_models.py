@@ -42,6 +42,8 @@ class ApiError(Exception):
         try:
             body = response.json()
         except ValueError:
+            body = None
+        if not isinstance(body, dict):
             body = {}
         if isinstance(body.get("error"), dict):
             code, message = body["error"].get("code", ""), body["error"].get("message", "")
