@@ -89,6 +89,10 @@ def add_replace_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed of the first variant (default: one random seed for the run)")
     parser.add_argument("--format", choices=("png", "jpeg", "webp"), default="png", help="output format")
     parser.add_argument("--no-shadow", action="store_true", help="do not carry the subject's shadow to the scene")
+    parser.add_argument("--harmonize", type=float, default=0.0, help="match the subject to the scene's light, 0-1")
+    parser.add_argument(
+        "--shadow", choices=("none", "contact", "cast"), help="synthesise a shadow (default: the scene engine's)"
+    )
 
 
 def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +127,12 @@ def replace_command(args: argparse.Namespace) -> int:
         for index, scene in enumerate(scenes)
     ]
     options = ReplaceOptions(
-        seed=seed, num_outputs=args.variants, output_format=args.format, preserve_shadow=not args.no_shadow
+        seed=seed,
+        num_outputs=args.variants,
+        output_format=args.format,
+        preserve_shadow=not args.no_shadow,
+        harmonize=args.harmonize,
+        shadow=args.shadow,
     )
     columns = [f"{scene.label} v{variant + 1}" for scene in scenes for variant in range(args.variants)]
     print(
@@ -230,15 +239,21 @@ def _server_replace(client: Client, options: ReplaceOptions) -> Produce:
     def produce(task: Task) -> Produced:
         scene = task.scene
         assert scene is not None
-        sources = {"scene_prompt": scene.prompt, "bg_color": scene.color, "scene_image": scene.image}
+        optional = {
+            "scene_prompt": scene.prompt,
+            "bg_color": scene.color,
+            "scene_image": scene.image,
+            "shadow": options.shadow,
+        }
         result = client.replace_background(
             task.source,
             seed=options.seed,
             num_outputs=options.num_outputs,
             output_format=options.output_format,
             preserve_shadow=options.preserve_shadow,
+            harmonize=options.harmonize,
             return_base64=True,
-            **{name: value for name, value in sources.items() if value is not None},
+            **{name: value for name, value in optional.items() if value is not None},
         )
         return Produced(result.images(), result.credits_charged, result.remaining_credits)
 

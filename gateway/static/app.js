@@ -115,6 +115,7 @@ async function replaceBackground() {
   }
   if ($("seed").value !== "") body.seed = Number($("seed").value);
   if ($("mode").value) body.mode = $("mode").value;
+  if ($("shadow").value) body.shadow = $("shadow").value;
   if ($("negative-prompt").value.trim()) body.negative_prompt = $("negative-prompt").value.trim();
   const response = await callApi("/v1/image/replace-background", {
     headers: { "Content-Type": "application/json" },

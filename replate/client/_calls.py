@@ -72,6 +72,7 @@ class ReplaceParams(TypedDict, total=False):
     return_base64: bool
     mode: Literal["fast", "balanced", "quality"]
     harmonize: float
+    shadow: Literal["none", "contact", "cast"]
 
 
 class BgReplaceParams(TypedDict, total=False):
@@ -201,6 +202,7 @@ def _read_replace(response: httpx.Response) -> ReplaceResult:
         engines=body["engines"],
         timings_ms=body.get("timings_ms", {}),
         notes=body.get("notes", []),
+        lighting=body.get("lighting", []),
         remaining_credits=remaining_credits(response),
     )
 

@@ -107,6 +107,8 @@ class ReplaceResult:
     engines: dict[str, str]
     timings_ms: dict[str, float]
     notes: list[str]
+    lighting: list[dict[str, Any]]
+    """Per output, when harmonisation or a shadow was asked for: the light directions and the shadow made."""
     remaining_credits: int | None
 
     @property

@@ -77,10 +77,17 @@ async def test_the_client_covers_every_endpoint(gateway: GatewayThread, make_key
         ) == (320, 240)
 
         inline = client.replace_background(
-            photo.read_bytes(), scene_prompt="marble counter", scene_image=photo, return_base64=True
+            photo.read_bytes(),
+            scene_prompt="marble counter",
+            scene_image=photo,
+            harmonize=0.5,
+            preserve_shadow=False,
+            shadow="contact",
+            return_base64=True,
         )
         spent += inline.credits_charged
         assert inline.outputs[0].startswith("data:image/png") and size_of(inline.images()[0]) == (320, 240)
+        assert [(light["harmonize"], light["shadow"]) for light in inline.lighting] == [(0.5, "contact")]
 
         cutout = client.remove_background(photo)
         matte = client.remove_background(data_url(photo.read_bytes()), channels="alpha", output_format="webp")

@@ -91,16 +91,24 @@ async def test_replace_and_remove_a_background_in_the_browser(
     await page.click("summary")
     await page.fill("#seed", "7")
     await page.select_option("#num-outputs", "2")
+    await page.eval_on_selector("#harmonize", "s => { s.value = 0.5; s.dispatchEvent(new Event('input')); }")
+    await page.select_option("#shadow", "cast")
+    sent: list[dict] = []
     progress_while_waiting: list[bool] = []
 
     async def watch_progress(route) -> None:
         progress_while_waiting.append(await page.is_visible("#progress"))
+        sent.append(route.request.post_data_json)
         await route.continue_()
 
     await page.route("**/v1/image/replace-background", watch_progress)
     await page.click("#run")
     await page.wait_for_function(RESULT_SHOWN)
     assert progress_while_waiting == [True], "a progress indicator while the request runs"
+    assert {name: sent[0][name] for name in ("seed", "num_outputs", "harmonize", "shadow", "scene_prompt")} == {
+        "seed": 7, "num_outputs": 2, "harmonize": 0.5, "shadow": "cast",
+        "scene_prompt": "modern kitchen counter with morning light",
+    }  # fmt: skip
     assert await natural_size(page) == [320, 240], "the result has the input's size"
     assert await page.text_content("#credits") == "Credits: 90"
     assert "320\u00d7240, seed 7, 10 credits" in await page.text_content("#result-info")
@@ -128,7 +136,9 @@ async def test_replace_and_remove_a_background_in_the_browser(
     print(f"screenshot: {SCREENSHOTS / 'playground-remove.png'}")
 
 
-async def test_errors_show_the_apis_message(page: Page, live_settings: Settings, make_key, photo: Path) -> None:
+async def test_errors_show_the_apis_message(
+    page: Page, live_settings: Settings, make_key, photo: Path, tmp_path: Path
+) -> None:
     key = await make_key(10)
     with GatewayThread(live_settings) as gateway:
         await page.goto(gateway.url + "/")
@@ -145,9 +155,11 @@ async def test_errors_show_the_apis_message(page: Page, live_settings: Settings,
         await page.screenshot(path=SCREENSHOTS / "playground-error.png", full_page=True)
 
         await page.fill("#api-key", key)
-        await page.click("summary")
-        await page.eval_on_selector("#harmonize", "s => { s.value = 0.5; s.dispatchEvent(new Event('input')); }")
+        not_an_image = tmp_path / "notes.png"
+        not_an_image.write_text("a shopping list, not a photo")
+        await page.set_input_files("#image-input", str(not_an_image))
         await page.click("#run")
-        await page.wait_for_selector("#error:has-text('harmonisation is not available on this server yet')")
+        await page.wait_for_selector("#error:has-text('not a recognised image')")
+        assert "(image_format_unsupported, HTTP 415)" in await page.text_content("#error")
         assert await page.text_content("#credits") == "Credits: 10", "an error response carries the credits too"
         assert await page.is_hidden("#result")

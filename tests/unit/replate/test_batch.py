@@ -85,6 +85,7 @@ def test_inputs_are_files_folders_and_globs_each_once(folder: Path) -> None:
     [
         ([], "give a scene"),
         (["--color", "#fff", "--variants", "5"], "--variants must be between 1 and 4"),
+        (["--color", "#fff", "--harmonize", "2"], "harmonize must be between 0 and 1"),
         (["--color", "#fff", "--concurrency", "8"], "--concurrency is for --server"),
         (["--color", "#fff", "--server", "http://127.0.0.1:9"], "--server needs an API key"),
     ],
