@@ -9,20 +9,11 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-import replate.client as client_package
 from replate.client import ApiError, Client, RetryPolicy
 
 
 def answer(status: int, headers: dict[str, str] | None = None, **kwargs) -> httpx.Response:
     return httpx.Response(status, headers=headers, request=httpx.Request("POST", "http://replate.test/"), **kwargs)
-
-
-def test_the_public_surface() -> None:
-    assert set(client_package.__all__) == {
-        "NO_RETRIES", "ApiError", "AsyncClient", "BgReplaceParams", "Client", "Credits", "ImageInput", "ImageResult",
-        "Prediction", "PredictionError", "RemoveBgParams", "ReplaceParams", "ReplaceResult", "ReplateStub",
-        "RetryPolicy", "async_grpc_channel", "grpc_channel", "pb",
-    }  # fmt: skip
 
 
 def test_retry_after_is_honoured_up_to_the_cap() -> None:
