@@ -14,10 +14,11 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.admission import Admission, RateLimiter
+from gateway.auth import api_key_secret, rehash_legacy_keys
 from gateway.credits import available_credits, release_stale_holds, start_balance_report
 from gateway.db import create_engine, create_sessionmaker, reading, utcnow
 from gateway.deps import Services
-from gateway.errors import install_error_handlers
+from gateway.errors import DatabaseUnavailable, install_error_handlers
 from gateway.fetch import Resolver
 from gateway.grpc_api import start_grpc_server
 from gateway.idempotency import delete_expired_keys
@@ -30,8 +31,6 @@ from gateway.settings import Settings
 from gateway.storage import create_storage
 from gateway.triton import Pipelines, TritonPipelines
 
-HOUSEKEEPING_INTERVAL_S = 60.0
-GRPC_GRACE_S = 10.0
 log = logging.getLogger("replate.gateway")
 access_log = logging.getLogger("replate.access")
 
@@ -61,25 +60,26 @@ def create_app(
             metrics=metrics,
             admission=Admission.from_settings(settings, metrics),
             rate_limiter=RateLimiter.from_settings(settings, metrics),
+            api_key_secret=api_key_secret(settings),
             resolver=resolver,
         )
         services: Services = app.state.services
+        await _rehash_legacy_keys(services)
         log.info("scene engines: %s", ", ".join(await triton.scene_engines()))
-        tasks = [asyncio.create_task(_keep_house(services))]
-        tasks += [
+        housekeeping = asyncio.create_task(_keep_house(services))
+        workers = [
             asyncio.create_task(PredictionWorker(services).run_forever()) for _ in range(settings.prediction_workers)
         ]
-        grpc_server = await start_grpc_server(services, settings.http_host, settings.grpc_port)
-        app.state.grpc_server = grpc_server
+        app.state.grpc_server = await start_grpc_server(services, settings.http_host, settings.grpc_port)
         try:
             yield
         finally:
-            await grpc_server.stop(GRPC_GRACE_S)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with suppress(asyncio.CancelledError):
-                    await task
+            begin_shutdown(app)
+            await app.state.grpc_stopped
+            await _stop_workers(workers, app.state.shutdown_deadline)
+            housekeeping.cancel()
+            with suppress(asyncio.CancelledError):
+                await housekeeping
             await triton.close()
             await engine.dispose()
 
@@ -98,14 +98,53 @@ def create_app(
     return app
 
 
+def begin_shutdown(app: FastAPI) -> None:
+    """The gateway stops taking work (uvicorn has stopped accepting connections, see gateway.server): gRPC refuses
+    new calls and prediction workers claim no more jobs; what is in flight has until `shutdown_grace_s` from now.
+    Called again by the lifespan's end, when it is a no-op."""
+    services: Services = app.state.services
+    if services.stopping.is_set():
+        return
+    services.stopping.set()
+    grace_s = services.settings.shutdown_grace_s
+    app.state.shutdown_deadline = asyncio.get_running_loop().time() + grace_s
+    app.state.grpc_stopped = asyncio.create_task(app.state.grpc_server.stop(grace_s))
+    log.info("shutting down: calls and prediction jobs in flight have %g s to finish", grace_s)
+
+
+async def _stop_workers(workers: list[asyncio.Task[None]], deadline: float) -> None:
+    """Let workers finish the job in hand until the deadline; cancel the rest, which hands their jobs back to the
+    queue (PredictionWorker), for another gateway to take at once."""
+    if workers:
+        await asyncio.wait(workers, timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+    for worker in workers:
+        worker.cancel()
+    for worker in workers:
+        with suppress(asyncio.CancelledError):
+            await worker
+
+
+async def _rehash_legacy_keys(services: Services) -> None:
+    """Keys stored before HMAC hashing work from this start on (`replate db upgrade` does the same)."""
+    try:
+        async with services.sessions.begin() as session:
+            rehashed = await rehash_legacy_keys(session, services.api_key_secret)
+    except DatabaseUnavailable:  # start anyway (readyz says the database is down); the next start re-hashes
+        log.warning("could not re-hash legacy API keys: the database is unavailable")
+        return
+    if rehashed:
+        log.info("re-hashed %d API key(s) stored before HMAC hashing under the API key secret", rehashed)
+
+
 async def _keep_house(services: Services) -> None:
-    """At start and then every minute: release holds left by a gateway that died mid-request, delete outputs past
-    their retention and forget expired idempotency keys."""
-    max_hold_age = timedelta(seconds=services.settings.triton_timeout_s + HOUSEKEEPING_INTERVAL_S)
+    """At start and then every `housekeeping_interval_s`: release holds left by a gateway that died mid-request
+    (older than `hold_release_after_s`), delete outputs past their retention, forget expired idempotency keys."""
+    settings = services.settings
+    release_after = timedelta(seconds=settings.hold_release_after_s)
     while True:
         try:
             async with services.sessions.begin() as session:
-                released = await release_stale_holds(session, utcnow() - max_hold_age)
+                released = await release_stale_holds(session, utcnow() - release_after)
                 await delete_expired_keys(session)
             deleted = await services.storage.delete_older_than(services.settings.output_retention_s)
             if released:
@@ -114,7 +153,7 @@ async def _keep_house(services: Services) -> None:
                 log.info("deleted %d expired output(s)", deleted)
         except Exception:  # housekeeping must outlive a database hiccup; it retries on the next round
             log.exception("housekeeping failed")
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+        await asyncio.sleep(settings.housekeeping_interval_s)
 
 
 def max_body_bytes(settings: Settings) -> int:
@@ -147,8 +186,11 @@ class RequestContextMiddleware:
                 headers["x-request-id"] = request_id
                 account_id = state.get("account_id")
                 if account_id is not None:
-                    available = await available_credits(services.reader, account_id, balance_report)
-                    headers["x-remaining-credits"] = str(available)
+                    try:
+                        available = await available_credits(services.reader, account_id, balance_report)
+                        headers["x-remaining-credits"] = str(available)
+                    except DatabaseUnavailable:  # the answer (a 503 most likely) matters more than this header
+                        log.warning("no x-remaining-credits: the database is unavailable")
                 route = getattr(scope.get("route"), "path", "unmatched")
                 elapsed_s = time.perf_counter() - started
                 services.metrics.requests.labels(route, str(message["status"])).inc()

@@ -216,18 +216,53 @@ def unsettled_holds(*columns: ColumnElement[Any]) -> Select[Any]:
     )
 
 
+def _abandoned_holds(created_before: datetime) -> Select[Any]:
+    """Unsettled holds taken before `created_before` that no worker owns: a queued or running prediction's hold is
+    its worker's to settle, however old."""
+    pending_predictions = select(Prediction.hold_id).where(Prediction.status.in_(UNFINISHED_PREDICTION_STATUSES))
+    return unsettled_holds(CreditEntry.id, CreditEntry.account_id, CreditEntry.amount, CreditEntry.created_at).where(
+        CreditEntry.created_at < created_before, CreditEntry.id.not_in(pending_predictions)
+    )
+
+
 async def release_stale_holds(session: Database, created_before: datetime) -> int:
     """Release holds that nobody settled: their gateway died between hold and capture/release. Only holds older
-    than any request can live (the Triton deadline plus a margin) are touched, so no live request loses its hold;
-    a queued or running prediction's hold is its worker's to settle, however old."""
-    pending_predictions = select(Prediction.hold_id).where(Prediction.status.in_(UNFINISHED_PREDICTION_STATUSES))
-    stale = (
-        await session.execute(
-            unsettled_holds(CreditEntry.id, CreditEntry.account_id, CreditEntry.amount).where(
-                CreditEntry.created_at < created_before, CreditEntry.id.not_in(pending_predictions)
-            )
-        )
-    ).all()
-    for hold_id, account_id, amount in stale:
+    than any request can live (`Settings.hold_release_after_s`) are touched, so no live request loses its hold."""
+    stale = (await session.execute(_abandoned_holds(created_before))).all()
+    for hold_id, account_id, amount, _created_at in stale:
         await release_hold(session, Hold(id=hold_id, account_id=account_id, amount=amount))
     return len(stale)
+
+
+@dataclass(frozen=True)
+class LedgerAudit:
+    """What `replate credits audit` checks: the kept balances equal the journal's sums, and no hold outlived its
+    expiry (`Settings.hold_expiry_s`)."""
+
+    accounts: int
+    entries: int
+    open_holds: int
+    mismatches: dict[int, tuple[Balance, Balance]]
+    """{account: (kept, journal)} where they differ."""
+    expired_holds: list[tuple[int, int, int, datetime]]
+    """(hold id, account, amount, taken at) of each unsettled hold past its expiry."""
+
+    @property
+    def is_clean(self) -> bool:
+        return not self.mismatches and not self.expired_holds
+
+
+async def audit_ledger(session: Database, expired_before: datetime) -> LedgerAudit:
+    """Check the whole ledger in one transaction: see LedgerAudit. Holds taken before `expired_before` (now minus
+    the hold expiry) and still open are expired."""
+    accounts = (await session.execute(select(func.count(Account.id)))).scalar_one()
+    entries = (await session.execute(select(func.count(CreditEntry.id)))).scalar_one()
+    open_holds = (await session.execute(unsettled_holds(func.count(CreditEntry.id)))).scalar_one()
+    expired = [tuple(row) for row in await session.execute(_abandoned_holds(expired_before))]
+    return LedgerAudit(
+        accounts=accounts,
+        entries=entries,
+        open_holds=open_holds,
+        mismatches=await ledger_mismatches(session),
+        expired_holds=expired,  # type: ignore[arg-type]
+    )

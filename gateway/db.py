@@ -23,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from gateway.errors import DatabaseUnavailable
+
 ENTRY_KINDS = ("grant", "hold", "capture", "release")
 PREDICTION_STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")
 UNFINISHED_PREDICTION_STATUSES = ("starting", "processing")
@@ -60,13 +62,23 @@ class Account(Base):
     """Reserved by requests in flight: holds minus their captures and releases."""
 
 
+KEY_HASH_SCHEMES = ("sha256", "hmac-sha256")
+"""How `api_keys.key_hash` was computed (gateway/auth.py): rows written before migration 0004 hold a plain SHA-256
+of the key until the gateway re-hashes them under its secret."""
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(f"hash_scheme IN {KEY_HASH_SCHEMES}", name="ck_api_keys_hash_scheme"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash_scheme: Mapped[str] = mapped_column(
+        String(16), default=KEY_HASH_SCHEMES[1], server_default=KEY_HASH_SCHEMES[0]
+    )
+    """The server default is the legacy scheme: rows that existed before the column say what they hold."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
@@ -151,12 +163,39 @@ def create_engine(url: str, *, sqlite_foreign_keys: bool = True) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(parsed, connect_args={"timeout": 30})
         _serialize_sqlite_writers(engine, sqlite_foreign_keys)
-        return engine
-    connect_args = {}
-    if "search_path" in parsed.query:
-        connect_args["server_settings"] = {"search_path": str(parsed.query["search_path"])}
-        parsed = parsed.difference_update_query(["search_path"])
-    return create_async_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
+    else:
+        connect_args = {}
+        if "search_path" in parsed.query:
+            connect_args["server_settings"] = {"search_path": str(parsed.query["search_path"])}
+            parsed = parsed.difference_update_query(["search_path"])
+        engine = create_async_engine(
+            parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+        )
+    _report_outages(engine)
+    return engine
+
+
+def _report_outages(engine: AsyncEngine) -> None:
+    """A database that refuses connections, is starting or stopping, or drops a connection raises
+    DatabaseUnavailable (503 `unavailable`, gRPC UNAVAILABLE), wherever the statement ran; other database errors
+    (constraints, bugs) are left as they are. The pool still reconnects after an outage (pre-ping is left alone)."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as exc:  # asyncpg's "connection refused" is a bare OSError, unseen by handle_error
+            raise DatabaseUnavailable(DATABASE_DOWN) from exc
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _translate(context) -> None:  # type: ignore[no-untyped-def]
+        if context.is_pre_ping:
+            return
+        if context.is_disconnect or context.connection is None:  # lost mid-statement, or refused while connecting
+            raise DatabaseUnavailable(DATABASE_DOWN) from context.original_exception
+
+
+DATABASE_DOWN = "the database is unavailable; try again shortly"
 
 
 def _serialize_sqlite_writers(engine: AsyncEngine, foreign_keys: bool) -> None:

@@ -33,10 +33,14 @@ class Services:
     metrics: Metrics
     admission: Admission
     rate_limiter: RateLimiter
+    api_key_secret: bytes
+    """The HMAC key API keys are hashed under (gateway.auth)."""
     resolver: Resolver | None = None
     """DNS for image URLs; None means the system resolver (tests pass a stub)."""
     work_available: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a prediction is submitted, so idle workers wake at once instead of at their next poll."""
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the gateway begins to shut down: prediction workers claim no more jobs."""
 
     @property
     def limits(self) -> ImageLimits:
@@ -74,7 +78,7 @@ async def get_account_id(
     x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> int:
     async with services.reader.connect() as connection:
-        account_id = await authenticate(connection, presented_key(authorization, x_api_key))
+        account_id = await authenticate(connection, presented_key(authorization, x_api_key), services.api_key_secret)
     request.state.account_id = account_id  # read by the middleware that adds x-remaining-credits
     return account_id
 

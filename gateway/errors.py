@@ -7,6 +7,8 @@ Every error body is `{"error": {"code": ..., "message": ...}}`, never a stack tr
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from fastapi import FastAPI, Request
@@ -59,6 +61,18 @@ class Overloaded(Unavailable):
         self.retry_after_s = retry_after_s
 
 
+class DatabaseUnavailable(Unavailable):
+    """The database cannot be reached (refused, restarting, connection lost): 503 like a Triton outage. Raised by
+    the engine itself (`gateway.db.create_engine`), so every caller sees it instead of a driver error."""
+
+
+class StorageUnavailable(Unavailable):
+    """Outputs cannot be stored (disk full, read-only, the bucket refuses): the request fails, its hold is released;
+    a prediction goes back to its queue."""
+
+    code = "storage_unavailable"
+
+
 class RateLimited(ReplateError):
     code = "rate_limited"
 
@@ -84,9 +98,10 @@ HTTP_STATUS = {
     "timeout": 504,
     "unavailable": 503,
     "overloaded": 503,
+    "storage_unavailable": 503,
     "internal": 500,
 }
-RETRY_AFTER_S = {"unavailable": 5, "overloaded": 2}
+RETRY_AFTER_S = {"unavailable": 5, "overloaded": 2, "storage_unavailable": 30}
 """Retry-After of the codes that have one, unless the error carries its own estimate (`retry_after_s`)."""
 
 
@@ -117,6 +132,7 @@ GRPC_STATUS = {
     "timeout": grpc.StatusCode.DEADLINE_EXCEEDED,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
     "overloaded": grpc.StatusCode.UNAVAILABLE,
+    "storage_unavailable": grpc.StatusCode.UNAVAILABLE,
     "internal": grpc.StatusCode.INTERNAL,
 }
 """The gRPC status of each code (the machine code itself travels in the `x-error-code` trailing metadata)."""
@@ -152,13 +168,25 @@ async def _replate_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, exc.code, exc.message, status, retry_after_s(exc))
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError | ValidationError)
+MAX_PROBLEMS_LISTED = 10
+"""A body with thousands of unknown fields gets a short answer, not one line per field."""
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """pydantic's errors as one message naming each field (`seed: Input should be ...; mode: ...`), at most
+    MAX_PROBLEMS_LISTED of them."""
     problems = []
-    for error in exc.errors():
+    for error in errors[:MAX_PROBLEMS_LISTED]:
         field = ".".join(str(part) for part in error["loc"] if part not in ("body", "query", "header"))
         problems.append(f"{field or 'body'}: {error['msg']}")
-    return error_response(request, "invalid_request", "; ".join(problems), 422)
+    if len(errors) > MAX_PROBLEMS_LISTED:
+        problems.append(f"and {len(errors) - MAX_PROBLEMS_LISTED} more problems")
+    return "; ".join(problems)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError | ValidationError)
+    return error_response(request, "invalid_request", validation_message(exc.errors()), 422)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

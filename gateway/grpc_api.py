@@ -16,6 +16,7 @@ Synchronous calls store nothing: their outputs travel as bytes in the reply.
 from __future__ import annotations
 
 import base64
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pydantic import BaseModel, ValidationError
@@ -303,7 +304,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
         metadata: dict[str, Any] = dict(context.invocation_metadata() or ())
         key = presented_key(_text(metadata.get("authorization")), _text(metadata.get("x-api-key")))
         async with self.services.reader.connect() as connection:
-            return await authenticate(connection, key)
+            return await authenticate(connection, key, self.services.api_key_secret)
 
     async def _response_metadata(
         self, request_id: str, account_id: int | None, balance_report: BalanceReport, credits_charged: int | None
@@ -406,16 +407,57 @@ class GrpcServer:
         await self.server.stop(grace_s)
 
 
+_MALFORMED = object()
+"""What a request that is not a valid protobuf message deserializes to (see RefuseMalformedRequests)."""
+
+
+class RefuseMalformedRequests(grpc.aio.ServerInterceptor):
+    """A unary request whose bytes are not a valid message of its type is INVALID_ARGUMENT (`invalid_request`),
+    before any handler runs; left alone, grpc answers UNKNOWN with the name of the Python exception."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        deserialize, behavior = handler.request_deserializer, handler.unary_unary
+        method = handler_call_details.method
+
+        def deserialize_or_mark(data: bytes) -> object:
+            try:
+                return deserialize(data)
+            except DecodeError:
+                return _MALFORMED
+
+        async def refuse_or_run(request: object, context: grpc.aio.ServicerContext) -> object:
+            if request is _MALFORMED:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid protobuf message for {method}",
+                    trailing_metadata=(("x-error-code", InvalidRequest.code),),
+                )
+            reply = behavior(request, context)
+            return await reply if inspect.isawaitable(reply) else reply
+
+        return grpc.unary_unary_rpc_method_handler(
+            refuse_or_run, request_deserializer=deserialize_or_mark, response_serializer=handler.response_serializer
+        )
+
+
 async def start_grpc_server(services: Services, host: str, port: int) -> GrpcServer:
     """Serve `replate.v1.Replate`, `grpc.health.v1.Health` (overall and per service: SERVING) and server
     reflection on host:port, without TLS (terminate TLS in front of it). Stop it with `await server.stop(grace_s)`."""
     max_receive_bytes = max(MIN_RECEIVE_BYTES, 2 * services.settings.max_image_bytes + 1024 * 1024)
     server = grpc.aio.server(
+        interceptors=[RefuseMalformedRequests()],
         options=[
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.max_send_message_length", MAX_SEND_BYTES),
             ("grpc.so_reuseport", 0),  # a port already taken is an error, not a shared port
-        ]
+        ],
     )
     replate_pb2_grpc.add_ReplateServicer_to_server(ReplateServicer(services), server)
     health_servicer = health.aio.HealthServicer()

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.credits import Hold, capture_hold, hold_credits, release_hold
 from gateway.db import UNFINISHED_PREDICTION_STATUSES, Prediction, as_utc, utcnow
 from gateway.deps import Services
-from gateway.errors import NotFound, Timeout
+from gateway.errors import DatabaseUnavailable, NotFound, Timeout
 from gateway.images import InputImage
 from gateway.operations import call_pipeline, data_urls, limits_for_pipeline
 from gateway.schemas import RunRequest
@@ -125,18 +125,29 @@ class PredictionWorker:
         self.lease = timedelta(seconds=services.settings.prediction_lease_s)
 
     async def run_forever(self) -> None:
-        while True:
+        """Claim and work until the gateway stops (`Services.stopping`); a job in hand when the task is cancelled
+        goes back to the queue."""
+        while not self.services.stopping.is_set():
             try:
                 claimed = await self._claim()
-            except Exception:  # a database hiccup must not kill the worker; try again shortly
-                log.exception("%s could not claim work", self.name)
-                claimed = None
-            if claimed is None:
-                self.services.work_available.clear()
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self.services.work_available.wait(), timeout=self.lease.total_seconds() / 3)
-                continue
-            await self._work_on(claimed)
+                if claimed is not None:
+                    await self._work_on(claimed)
+                    continue
+            except Exception:  # a database outage must not kill the worker: its lease expires, the job is retried
+                log.exception("%s failed to claim or settle a job", self.name)
+            self.services.work_available.clear()
+            await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        """Until a job is submitted here, the gateway stops, or a third of a lease has passed (other replicas'
+        jobs and expired leases are found by polling)."""
+        events = (self.services.work_available, self.services.stopping)
+        waits = [asyncio.create_task(event.wait()) for event in events]
+        try:
+            await asyncio.wait(waits, timeout=self.lease.total_seconds() / 3, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def _claim(self) -> Prediction | None:
         now = utcnow()
@@ -161,6 +172,7 @@ class PredictionWorker:
             prediction.lease_expires_at = now + self.lease
             prediction.attempts += 1
             prediction.started_at = prediction.started_at or now
+            log.info("prediction %s claimed by %s (attempt %d)", prediction.id, self.name, prediction.attempts)
             return _detached_copy(prediction)
 
     async def _work_on(self, prediction: Prediction) -> None:
@@ -170,11 +182,31 @@ class PredictionWorker:
             # lease is renewed meanwhile); a worker holds at most one claimed job while it waits.
             async with self.services.admission.worker_slot():
                 outcome = await self._run(prediction)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._hand_back(prediction.id))
+            raise
         finally:
             heartbeat.cancel()
             with suppress(asyncio.CancelledError):
                 await heartbeat
         await self._finish(prediction, outcome)
+
+    async def _hand_back(self, prediction_id: str) -> None:
+        """Put a job this worker was stopped in the middle of back in the queue, uncounted, for any worker to take
+        now rather than when the lease expires. Its hold stays: it is still to be settled once."""
+        try:
+            async with self.services.sessions.begin() as session:
+                prediction = await session.get(Prediction, prediction_id, with_for_update=True)
+                if prediction is None or prediction.status != "processing" or prediction.worker != self.name:
+                    return
+                prediction.status = "starting"
+                prediction.worker = None
+                prediction.lease_expires_at = None
+                prediction.attempts -= 1
+        except Exception:  # the lease then expires as if this gateway had died
+            log.exception("prediction %s could not be handed back; it is retried when its lease expires", prediction_id)
+            return
+        log.info("prediction %s handed back to the queue: this gateway is stopping", prediction_id)
 
     async def _run(self, prediction: Prediction) -> list[str] | ReplateError:
         assert prediction.input_image is not None
@@ -217,11 +249,14 @@ class PredictionWorker:
     async def _renew_lease(self, prediction_id: str) -> None:
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
-            async with self.services.sessions.begin() as session:
-                prediction = await session.get(Prediction, prediction_id, with_for_update=True)
-                if prediction is None or prediction.worker != self.name or prediction.status != "processing":
-                    return
-                prediction.lease_expires_at = utcnow() + self.lease
+            try:
+                async with self.services.sessions.begin() as session:
+                    prediction = await session.get(Prediction, prediction_id, with_for_update=True)
+                    if prediction is None or prediction.worker != self.name or prediction.status != "processing":
+                        return
+                    prediction.lease_expires_at = utcnow() + self.lease
+            except DatabaseUnavailable:  # try again at the next beat; two missed beats lose the lease
+                log.warning("prediction %s: lease not renewed, the database is unavailable", prediction_id)
 
 
 async def _owned(session: AsyncSession, account_id: int, prediction_id: str, *, lock: bool = False) -> Prediction:

@@ -1,7 +1,7 @@
 """`replate serve`: migrate, start tritonserver (unless an external one is configured), then the gateway.
 `replate gateway`: the gateway alone, in front of an external Triton and a migrated database (containers).
 
-Ctrl-C or SIGTERM stops the gateway (uvicorn's own handlers) and then Triton.
+Ctrl-C or SIGTERM stops the gateway gracefully (`GatewayServer`) and then Triton.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from gateway.admin import ensure_demo_key
-from gateway.app import create_app
+from gateway.app import begin_shutdown, create_app
 from gateway.logs import configure_logging
 from gateway.migrate import upgrade_database
 from gateway.settings import Settings
@@ -70,15 +72,31 @@ def serve_gateway(settings: Settings) -> int:
 
 
 def _run_gateway(settings: Settings, demo_key: str | None = None) -> None:
+    app = create_app(settings, demo_key=demo_key)
     config = uvicorn.Config(
-        create_app(settings, demo_key=demo_key),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,  # ours (configure_logging) stays in charge
         access_log=False,  # replate.access logs each request, with its request id
         lifespan="on",
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
-    uvicorn.Server(config).run()
+    GatewayServer(config, app).run()
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn, which on SIGTERM stops accepting connections and lets requests in flight finish (at most
+    `shutdown_grace_s`, then cancels them: their holds are released); it tells the app at that same moment, so that
+    gRPC and the prediction workers stop taking work too (uvicorn's lifespan shutdown comes only after the drain)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        begin_shutdown(self.app)
+        await super().shutdown(sockets)
 
 
 def _exit_on_signal(_signum: int, _frame: FrameType | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -54,6 +55,12 @@ class Settings(BaseSettings):
     """Asynchronous prediction workers in this gateway process (0: this replica only accepts and reports jobs)."""
     prediction_lease_s: float = Field(30.0, gt=0)
     """How long a worker owns a job without renewing; a dead worker's jobs are taken over after this."""
+    housekeeping_interval_s: float = Field(60.0, gt=0)
+    """How often each gateway releases expired credit holds, deletes old outputs and forgets old idempotency keys."""
+    shutdown_grace_s: float = Field(25.0, ge=0)
+    """On SIGTERM: how long requests, gRPC calls and prediction jobs in flight may take to finish. New connections
+    are refused at once; past the grace, requests are cancelled (their holds released) and unfinished jobs are
+    handed back to the queue for another gateway. Keep it below the orchestrator's kill timeout."""
     url_allowed_hosts: list[str] = Field(default_factory=list)
     """Host names or CIDR networks that image URLs may reach although they are private (e.g. an internal MinIO)."""
     url_connect_timeout_s: float = Field(5.0, gt=0)
@@ -68,6 +75,10 @@ class Settings(BaseSettings):
     url_signing_secret: str = ""
     """HMAC key of local output URLs; empty means a random key kept in <data_dir>. Set it when replicas share a
     storage folder, so that any replica can serve any URL."""
+    api_key_secret: str = ""
+    """HMAC key under which API keys are hashed (a pepper: a copy of the database alone cannot check a guessed key);
+    empty means a random key kept in <data_dir>. Set it when several gateways or the CLI share one database from
+    different machines: all must use the same one. Changing it invalidates every key."""
     s3_bucket: str = ""
     s3_prefix: str = "outputs/"
     s3_endpoint_url: str = ""
@@ -85,3 +96,27 @@ class Settings(BaseSettings):
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
+
+    @property
+    def hold_release_after_s(self) -> float:
+        """Age past which housekeeping releases an unsettled hold: no live request holds credits longer than its
+        Triton deadline plus one housekeeping interval (storing outputs, settling), so its gateway must have died."""
+        return self.triton_timeout_s + self.housekeeping_interval_s
+
+    @property
+    def hold_expiry_s(self) -> float:
+        """A hold's expiry: by this age housekeeping has run at least once since `hold_release_after_s`, so a hold
+        still open is leaked (`replate credits audit` fails on it). Queued or running predictions' holds are exempt:
+        their worker settles them, however long they wait."""
+        return self.hold_release_after_s + self.housekeeping_interval_s
+
+
+def local_secret(configured: str, path: Path) -> bytes:
+    """`configured`, or a random secret created once at `path` (readable by its owner only) and read back."""
+    if configured:
+        return configured.encode()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip().encode()

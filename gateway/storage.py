@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.errors import NotFound
-from gateway.settings import Settings
+from gateway.errors import NotFound, StorageUnavailable
+from gateway.settings import Settings, local_secret
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{32,64}\.(png|jpeg|webp)$")
 EXPIRED = "no such output: it has expired or the link is not exactly as it was given"
+STORAGE_FAILED = "the output could not be stored (the server's storage is full or not writable); nothing was charged"
+log = logging.getLogger("replate.storage")
 
 
 class Storage(Protocol):
@@ -51,7 +54,11 @@ class LocalStorage:
 
     async def save(self, data: bytes, fmt: str) -> str:
         key = new_key(fmt)
-        await asyncio.to_thread(_write_atomically, self.root / key, data)
+        try:
+            await asyncio.to_thread(_write_atomically, self.root / key, data)
+        except OSError as exc:  # full, read-only, gone: the client learns the class of problem, not our paths
+            log.error("cannot store an output in %s: %s", self.root, exc.strerror or exc)
+            raise StorageUnavailable(STORAGE_FAILED) from exc
         return key
 
     def url_for(self, key: str, base_url: str) -> str:
@@ -99,10 +106,16 @@ class S3Storage:
         return cls(client, bucket, prefix, url_ttl_s)
 
     async def save(self, data: bytes, fmt: str) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         key = new_key(fmt)
-        await asyncio.to_thread(
-            self.client.put_object, Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType=f"image/{fmt}"
-        )
+        try:
+            await asyncio.to_thread(
+                self.client.put_object, Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType=f"image/{fmt}"
+            )
+        except (BotoCoreError, ClientError) as exc:
+            log.error("cannot store an output in bucket %s: %s", self.bucket, exc)
+            raise StorageUnavailable(STORAGE_FAILED) from exc
         return key
 
     def url_for(self, key: str, base_url: str) -> str:
@@ -128,17 +141,14 @@ def create_storage(settings: Settings) -> LocalStorage | S3Storage:
 
 def signing_key(settings: Settings) -> bytes:
     """The configured secret, or a random key created once in the data folder (readable by its owner only)."""
-    if settings.url_signing_secret:
-        return settings.url_signing_secret.encode()
-    path = settings.data_dir / "url-signing.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    return local_secret(settings.url_signing_secret, settings.data_dir / "url-signing.key")
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
     partial = path.with_suffix(".partial")
-    partial.write_bytes(data)
-    partial.rename(path)
+    try:
+        partial.write_bytes(data)
+        partial.rename(path)
+    except OSError:
+        partial.unlink(missing_ok=True)  # a full disk must not also keep the bytes that did fit
+        raise

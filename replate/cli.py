@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     grant.add_argument("--name", required=True, help="account name")
     grant.add_argument("--credits", type=int, required=True)
     grant.set_defaults(run=_credits_grant)
+    credits.add_parser(
+        "audit", help="check that balances equal the journal and no hold outlived its expiry (exit 1 if not)"
+    ).set_defaults(run=_credits_audit)
 
     db = commands.add_parser("db", help="database").add_subparsers(metavar="ACTION", required=True)
     db.add_parser("upgrade", help="apply the migrations").set_defaults(run=_db_upgrade)
@@ -147,11 +150,15 @@ def _bench_matting(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
+    from gateway.admin import rehash_keys
     from gateway.migrate import upgrade_database
 
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.database_url)
+    rehashed = asyncio.run(rehash_keys(settings))
+    if rehashed:
+        print(f"re-hashed {rehashed} API key(s) stored before HMAC hashing under the API key secret")
     print("database is up to date")
     return 0
 
@@ -199,6 +206,15 @@ def _credits_grant(args: argparse.Namespace) -> int:
     available = asyncio.run(grant(_settings(args), args.name, args.credits))
     print(f"{args.name}: {available} credits available")
     return 0
+
+
+def _credits_audit(args: argparse.Namespace) -> int:
+    from gateway.admin import audit, audit_report
+
+    settings = _settings(args)
+    result = asyncio.run(audit(settings))
+    print(audit_report(result, settings.hold_expiry_s))
+    return 0 if result.is_clean else 1
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import base64
-import json
 import re
 from typing import Any, Literal
 
+import pydantic_core
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
 from starlette.datastructures import UploadFile
@@ -199,8 +199,8 @@ async def _removebg_run(
 async def _removebg_input(request: Request, services: Services) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Fields and uploaded files of a JSON, urlencoded or multipart request."""
     if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            fields = json.loads(await request.body())
+        try:  # pydantic-core's parser bounds nesting depth: a deeply nested body is an error, not a RecursionError
+            fields = pydantic_core.from_json(await request.body())
         except ValueError as exc:
             raise InvalidRequest(f"body: not valid JSON ({exc})") from exc
         if not isinstance(fields, dict):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.auth import authenticate
+from gateway.auth import api_key_secret, authenticate
 from gateway.db import create_engine, create_sessionmaker
 from gateway.settings import Settings
 from replate.cli import main
@@ -18,10 +18,11 @@ KEY = "rp_" + secrets.token_urlsafe(32)
 
 
 async def account_of(key: str) -> int:
-    engine = create_engine(Settings().database_url)
+    settings = Settings()
+    engine = create_engine(settings.database_url)
     try:
         async with create_sessionmaker(engine)() as session:
-            return await authenticate(session, key)
+            return await authenticate(session, key, api_key_secret(settings))
     finally:
         await engine.dispose()
 

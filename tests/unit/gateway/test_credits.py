@@ -25,6 +25,8 @@ from gateway.db import Account, CreditEntry, create_engine, create_sessionmaker,
 from gateway.errors import InsufficientCredits
 from gateway.settings import Settings
 
+SECRET = b"test-api-key-secret"
+
 
 @pytest.fixture
 async def engine(db_settings: Settings):
@@ -40,7 +42,7 @@ def sessions(engine):
 
 async def new_account(sessions, credits: int) -> int:
     async with sessions.begin() as session:
-        account_id = (await create_account_key(session, f"acct-{uuid.uuid4().hex[:8]}")).account_id
+        account_id = (await create_account_key(session, f"acct-{uuid.uuid4().hex[:8]}", SECRET)).account_id
         await grant_credits(session, account_id, credits)
     return account_id
 
