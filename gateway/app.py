@@ -17,7 +17,7 @@ from gateway.admission import Admission, RateLimiter
 from gateway.auth import api_key_secret, rehash_legacy_keys
 from gateway.credits import available_credits, release_stale_holds, start_balance_report
 from gateway.db import create_engine, create_sessionmaker, reading, utcnow
-from gateway.deps import Services
+from gateway.deps import Services, first_of
 from gateway.errors import DatabaseUnavailable, install_error_handlers
 from gateway.fetch import Resolver
 from gateway.grpc_api import start_grpc_server
@@ -67,7 +67,7 @@ def create_app(
         await _rehash_legacy_keys(services)
         log.info("scene engines: %s", ", ".join(await triton.scene_engines()))
         housekeeping = asyncio.create_task(_keep_house(services))
-        workers = [
+        app.state.workers = [
             asyncio.create_task(PredictionWorker(services).run_forever()) for _ in range(settings.prediction_workers)
         ]
         app.state.grpc_server = await start_grpc_server(services, settings.http_host, settings.grpc_port)
@@ -76,10 +76,10 @@ def create_app(
         finally:
             begin_shutdown(app)
             await app.state.grpc_stopped
-            await _stop_workers(workers, app.state.shutdown_deadline)
             housekeeping.cancel()
-            with suppress(asyncio.CancelledError):
-                await housekeeping
+            for task in (*app.state.workers, housekeeping):
+                with suppress(asyncio.CancelledError):
+                    await task
             await triton.close()
             await engine.dispose()
 
@@ -100,28 +100,18 @@ def create_app(
 
 def begin_shutdown(app: FastAPI) -> None:
     """The gateway stops taking work (uvicorn has stopped accepting connections, see gateway.server): gRPC refuses
-    new calls and prediction workers claim no more jobs; what is in flight has until `shutdown_grace_s` from now.
-    Called again by the lifespan's end, when it is a no-op."""
+    new calls and lets those in flight finish within `shutdown_grace_s`; prediction workers stop, handing the jobs
+    in their hands back to the queue at once, for another gateway (or this one's next start) to resume. A no-op
+    when called again (by the lifespan's end)."""
     services: Services = app.state.services
     if services.stopping.is_set():
         return
     services.stopping.set()
     grace_s = services.settings.shutdown_grace_s
-    app.state.shutdown_deadline = asyncio.get_running_loop().time() + grace_s
     app.state.grpc_stopped = asyncio.create_task(app.state.grpc_server.stop(grace_s))
-    log.info("shutting down: calls and prediction jobs in flight have %g s to finish", grace_s)
-
-
-async def _stop_workers(workers: list[asyncio.Task[None]], deadline: float) -> None:
-    """Let workers finish the job in hand until the deadline; cancel the rest, which hands their jobs back to the
-    queue (PredictionWorker), for another gateway to take at once."""
-    if workers:
-        await asyncio.wait(workers, timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
-    for worker in workers:
+    for worker in app.state.workers:
         worker.cancel()
-    for worker in workers:
-        with suppress(asyncio.CancelledError):
-            await worker
+    log.info("shutting down: calls in flight have %g s to finish, prediction jobs go back to the queue", grace_s)
 
 
 async def _rehash_legacy_keys(services: Services) -> None:
@@ -141,7 +131,7 @@ async def _keep_house(services: Services) -> None:
     (older than `hold_release_after_s`), delete outputs past their retention, forget expired idempotency keys."""
     settings = services.settings
     release_after = timedelta(seconds=settings.hold_release_after_s)
-    while True:
+    while not services.stopping.is_set():
         try:
             async with services.sessions.begin() as session:
                 released = await release_stale_holds(session, utcnow() - release_after)
@@ -153,7 +143,7 @@ async def _keep_house(services: Services) -> None:
                 log.info("deleted %d expired output(s)", deleted)
         except Exception:  # housekeeping must outlive a database hiccup; it retries on the next round
             log.exception("housekeeping failed")
-        await asyncio.sleep(settings.housekeeping_interval_s)
+        await first_of(services.stopping, timeout_s=settings.housekeeping_interval_s)
 
 
 def max_body_bytes(settings: Settings) -> int:

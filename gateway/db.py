@@ -189,8 +189,8 @@ def _report_outages(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "handle_error")
     def _translate(context) -> None:  # type: ignore[no-untyped-def]
-        if context.is_pre_ping:
-            return
+        if context.is_pre_ping or not isinstance(context.original_exception, Exception):
+            return  # pre-ping reconnects by itself; a cancellation (BaseException) must stay a cancellation
         if context.is_disconnect or context.connection is None:  # lost mid-statement, or refused while connecting
             raise DatabaseUnavailable(DATABASE_DOWN) from context.original_exception
 

@@ -40,7 +40,7 @@ class Services:
     work_available: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a prediction is submitted, so idle workers wake at once instead of at their next poll."""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when the gateway begins to shut down: prediction workers claim no more jobs."""
+    """Set when the gateway begins to shut down (gateway.app.begin_shutdown)."""
 
     @property
     def limits(self) -> ImageLimits:
@@ -54,6 +54,18 @@ class Services:
             read_timeout_s=self.settings.url_read_timeout_s,
             allowed_hosts=frozenset(self.settings.url_allowed_hosts),
         )
+
+
+async def first_of(*events: asyncio.Event, timeout_s: float) -> None:
+    """Return as soon as one of `events` is set, or after `timeout_s`. Background loops wait with it on
+    `Services.stopping`, so that they end even when a cancellation is lost (SQLAlchemy can turn a cancellation
+    that lands inside a statement into an ordinary error)."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def get_services(request: Request) -> Services:  # async: FastAPI would run a sync one in a thread

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Coroutine
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.credits import Hold, capture_hold, hold_credits, release_hold
 from gateway.db import UNFINISHED_PREDICTION_STATUSES, Prediction, as_utc, utcnow
-from gateway.deps import Services
+from gateway.deps import Services, first_of
 from gateway.errors import DatabaseUnavailable, NotFound, Timeout
 from gateway.images import InputImage
 from gateway.operations import call_pipeline, data_urls, limits_for_pipeline
@@ -125,9 +126,10 @@ class PredictionWorker:
         self.lease = timedelta(seconds=services.settings.prediction_lease_s)
 
     async def run_forever(self) -> None:
-        """Claim and work until the gateway stops (`Services.stopping`); a job in hand when the task is cancelled
-        goes back to the queue."""
-        while not self.services.stopping.is_set():
+        """Claim and work until the gateway stops; cancelled (gateway.app.begin_shutdown) with a job in hand, the
+        job goes back to the queue."""
+        services = self.services
+        while not services.stopping.is_set():
             try:
                 claimed = await self._claim()
                 if claimed is not None:
@@ -135,19 +137,8 @@ class PredictionWorker:
                     continue
             except Exception:  # a database outage must not kill the worker: its lease expires, the job is retried
                 log.exception("%s failed to claim or settle a job", self.name)
-            self.services.work_available.clear()
-            await self._wait_for_work()
-
-    async def _wait_for_work(self) -> None:
-        """Until a job is submitted here, the gateway stops, or a third of a lease has passed (other replicas'
-        jobs and expired leases are found by polling)."""
-        events = (self.services.work_available, self.services.stopping)
-        waits = [asyncio.create_task(event.wait()) for event in events]
-        try:
-            await asyncio.wait(waits, timeout=self.lease.total_seconds() / 3, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
+            services.work_available.clear()
+            await first_of(services.work_available, services.stopping, timeout_s=self.lease.total_seconds() / 3)
 
     async def _claim(self) -> Prediction | None:
         now = utcnow()
@@ -183,13 +174,13 @@ class PredictionWorker:
             async with self.services.admission.worker_slot():
                 outcome = await self._run(prediction)
         except asyncio.CancelledError:
-            await asyncio.shield(self._hand_back(prediction.id))
+            await _uncancellable(self._hand_back(prediction.id))
             raise
         finally:
             heartbeat.cancel()
             with suppress(asyncio.CancelledError):
                 await heartbeat
-        await self._finish(prediction, outcome)
+        await _uncancellable(self._finish(prediction, outcome))  # a result in hand is settled, even when stopping
 
     async def _hand_back(self, prediction_id: str) -> None:
         """Put a job this worker was stopped in the middle of back in the queue, uncounted, for any worker to take
@@ -265,6 +256,16 @@ async def _owned(session: AsyncSession, account_id: int, prediction_id: str, *, 
     if prediction is None:
         raise NotFound(f"no prediction {prediction_id!r} for this account")
     return prediction
+
+
+async def _uncancellable(step: Coroutine[Any, Any, None]) -> None:
+    """Run `step` to its end even if the task is cancelled meanwhile; the cancellation is raised afterwards."""
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 def _hold_of(prediction: Prediction) -> Hold:
