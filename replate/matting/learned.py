@@ -16,10 +16,11 @@ import numpy as np
 
 from replate.errors import ReplateError, SubjectNotFound
 from replate.matting._matte import Matte, check_image
+from replate.matting.carve import carve_backdrop
 from replate.matting.refine import refine_matte
 from replate.matting.segmenter import Segment, coarse_mask, segmenter_input
 from replate.matting.studio import backdrop_shading, fit_studio_backdrop
-from replate.timing import Laps
+from replate.timing import Laps, timed
 
 __all__ = ["SegmenterMatting"]
 
@@ -72,10 +73,12 @@ class SegmenterMatting:
         if len(raw) != len(valid):
             raise ValueError(f"segmenter returned {len(raw)} maps for {len(valid)} images")
         shared_ms = (time.perf_counter() - start) * 1000.0
+        all_timings = [{"segment": shared_ms} for _ in images]
         for position, index in enumerate(valid):
             height, width = images[index].shape[:2]
-            masks[index] = coarse_mask(raw[position], height, width)
-        return [{"segment": shared_ms} for _ in images], masks
+            with timed(all_timings[index], "carve"):
+                masks[index] = carve_backdrop(images[index], coarse_mask(raw[position], height, width))
+        return all_timings, masks
 
     def refine(self, image: np.ndarray, coarse: np.ndarray, timings: dict[str, float]) -> Matte:
         """The Matte of image uint8 (H, W, 3) RGB from its coarse mask float32 (H, W) in [0, 1]."""
@@ -91,7 +94,9 @@ class SegmenterMatting:
         laps.lap("foreground")
         shading = _shading(image, refined.backdrop)
         laps.lap("shading")
-        timings["total"] = (time.perf_counter() - start) * 1000.0 + timings.get("segment", 0.0)
+        timings["total"] = (
+            (time.perf_counter() - start) * 1000.0 + timings.get("segment", 0.0) + timings.get("carve", 0.0)
+        )
         return Matte(alpha=alpha, foreground=foreground, shading=shading, engine=self.name, timings_ms=timings)
 
 

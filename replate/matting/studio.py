@@ -29,6 +29,11 @@ Method, and why each step is there:
    afterwards: on the synthetic shots in the tests that softened 1-px anti-aliased outlines (outline error 0.25
    instead of 0.03). Definite regions are exactly 0 and 255, and estimates within 2 % of either end, or within
    2.5 noise-induced errors (noise / |F - B|, at most 10 %), snap to it.
+4b. Porous parts (hair, fur): where the subject's outline is full of gaps (backdrop that a closing of ~long side
+   / 200 fills makes up 2 % of a window of ~long side / 50), the pixels between the strands were taken for subject
+   and the whole mass came out opaque. There alpha is lowered to the pixel's distance from the local backdrop over
+   the largest such distance among porous pixels nearby (the densest strands are taken as opaque: difference
+   matting on a known backdrop); values within 10 % of 1 stay 1, so a solid part beside a notch stays opaque.
 5. Foreground colours F = B + (I - B) / a in the band (blended towards the spread F for very low a, where the
    division amplifies noise); exactly the input where alpha is 255.
 6. Shading: the local backdrop B over the clean model, as luminance ratio, with a dead zone of the noise and model
@@ -73,6 +78,12 @@ _SNAP = 0.02
 _SNAP_NOISE_UNITS = 2.5  # alpha within this many noise-induced errors of 0 or 1 is snapped to it
 _MAX_SNAP = 0.1  # ...but never wider than this: low-contrast outlines keep their soft edge
 _RIDGE = 1e-5
+# Porous subject (hair, fur): gaps a closing of ~long side / 200 fills, making up 2 % of a window of ~long side / 50.
+# Chosen on seeds 1 and 2 of the matting benchmark (seed 0 is the reported one): hair 114 -> 100 SAD at 1 MP on
+# studio and gradient backdrops, fur 8.6 -> 7.6, chain and motion blur within 0.4 worse, the rest unchanged.
+_GAP_CLOSING_FRACTION = 1 / 200
+_POROUS_WINDOW_FRACTION = 1 / 100
+_POROUS_GAP_SHARE = 0.02
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -121,6 +132,7 @@ class StudioMatting:
         bg_colors = _spread_backdrop(image, trimap.backdrop, backdrop.rgb, 2 * trimap.band_px, scale)
         clock.lap("spread")
         alpha = _estimate_alpha(image, pixels, fg_colors, bg_colors, trimap, backdrop.noise)
+        alpha = _thin_porous(alpha, pixels, bg_colors, trimap.subject, backdrop.noise)
         clock.lap("alpha")
         foreground = _recover_foreground(image, pixels, alpha, fg_colors, bg_colors)
         clock.lap("foreground")
@@ -492,6 +504,27 @@ def _estimate_alpha(
     alpha[alpha < _SNAP] = 0.0
     alpha[alpha > 1.0 - _SNAP] = 1.0
     return np.rint(np.clip(alpha, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _thin_porous(
+    alpha: np.ndarray, pixels: np.ndarray, bg_colors: np.ndarray, subject: np.ndarray, noise: float
+) -> np.ndarray:
+    """uint8 (H, W): alpha lowered where the subject is porous (hair, fur: backdrop seen between strands) to the
+    pixel's distance from the local backdrop over the largest such distance among porous pixels nearby."""
+    long_side = max(subject.shape)
+    closing = _disk(max(2, round(long_side * _GAP_CLOSING_FRACTION)))
+    gaps = cv2.morphologyEx(subject.view(np.uint8), cv2.MORPH_CLOSE, closing).view(bool) & ~subject
+    window = 2 * max(4, round(long_side * _POROUS_WINDOW_FRACTION)) + 1
+    porous = subject & (cv2.blur(gaps.astype(np.float32), (window, window)) > _POROUS_GAP_SHARE)
+    if not porous.any():
+        return alpha
+    distance = np.sqrt(np.einsum("ijk,ijk->ij", pixels - bg_colors, pixels - bg_colors))
+    reach = cv2.dilate(np.where(porous, distance, 0.0).astype(np.float32), _disk(window // 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unmixed = np.where(distance > _BACKDROP_DISTANCE * noise, np.clip(distance / reach, 0.0, 1.0), 0.0)
+    unmixed[unmixed > 1.0 - _MAX_SNAP] = 1.0  # subject texture, not a mix: a solid part beside a notch stays opaque
+    thinned = np.minimum(alpha, np.rint(unmixed * 255.0).astype(np.uint8))
+    return np.where(porous, thinned, alpha)
 
 
 def _guided(image: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
