@@ -207,6 +207,17 @@ class Deployment:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
 
+    def another_account(self, credits: int) -> Deployment:
+        """A second account on the same database, for a test that must tell two kinds of load apart."""
+        config = Settings(
+            data_dir=Path(self.env["REPLATE_DATA_DIR"]),
+            database_url=self.env["REPLATE_DATABASE_URL"],
+            api_key_secret=self.env["REPLATE_API_KEY_SECRET"],
+            triton_url="x",
+        )
+        key = asyncio.run(create_key(config, f"faults-{uuid.uuid4().hex[:8]}", credits))
+        return Deployment(env=self.env, key=key, credits=credits)
+
 
 def deploy(data_dir: Path, triton_url: str, database_url: str = "", credits: int = 1000, **settings: str) -> Deployment:
     """Migrate the database, create an account with `credits`, and the environment `replate gateway` and
@@ -317,6 +328,16 @@ class GatewayProcess:
 
 def credits_of(url: str, deployment: Deployment) -> dict[str, int]:
     return httpx.get(f"{url}/v1/credits", headers=deployment.headers, timeout=30).json()
+
+
+def final_prediction(url: str, deployment: Deployment, prediction_id: str, timeout_s: float = 60) -> dict:
+    """Poll a prediction until it is no longer queued or processing; its last view."""
+
+    def finished() -> dict | None:
+        view = httpx.get(f"{url}/v1/predictions/{prediction_id}", headers=deployment.headers, timeout=30).json()
+        return None if view["status"] in ("starting", "processing") else view
+
+    return wait_until(finished, timeout_s, f"prediction {prediction_id} to finish", interval_s=0.2)
 
 
 def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.1):  # type: ignore[no-untyped-def]
