@@ -296,10 +296,14 @@ class GatewayProcess:
             time.sleep(0.1)
         raise AssertionError(f"{self.name} was not ready after {timeout_s} s:\n{self.output}")
 
-    def terminate(self, timeout_s: float = 60) -> int:
-        """SIGTERM, then wait for the exit; returns the exit code."""
+    def send_sigterm(self) -> None:
+        """What an orchestrator does to stop it; a gateway that already exited is left alone."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+
+    def terminate(self, timeout_s: float = 60) -> int:
+        """SIGTERM (again: a second one changes nothing), then wait for the exit; returns the exit code."""
+        self.send_sigterm()
         try:
             code = self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -328,6 +332,12 @@ class GatewayProcess:
 
 def credits_of(url: str, deployment: Deployment) -> dict[str, int]:
     return httpx.get(f"{url}/v1/credits", headers=deployment.headers, timeout=30).json()
+
+
+def credits_after(deployment: Deployment, charged: int) -> dict[str, int]:
+    """/v1/credits of an account that has been charged `charged` and holds nothing."""
+    balance = deployment.credits - charged
+    return {"balance": balance, "held": 0, "available": balance}
 
 
 def final_prediction(url: str, deployment: Deployment, prediction_id: str, timeout_s: float = 60) -> dict:

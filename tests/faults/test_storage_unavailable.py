@@ -18,10 +18,10 @@ from tests.conftest import data_url
 from tests.faults.conftest import (
     PRICE_REMOVE,
     PRICE_REPLACE,
-    Deployment,
     FaultRecord,
     FaultReport,
     GatewayProcess,
+    credits_after,
     credits_audit,
     credits_of,
     deploy,
@@ -100,15 +100,10 @@ def test_unwritable_storage_fails_without_charge_then_recovers(
     for view in failed:
         assert view["status"] == "failed" and view["error"]["code"] == "storage_unavailable", view
         assert view["credits_charged"] == 0
-    assert while_broken == _after(deployment, charged=PRICE_REPLACE)
+    assert while_broken == credits_after(deployment, charged=PRICE_REPLACE)
     assert stored.status_code == 200, stored.text
     assert [view["status"] for view in succeeded] == ["succeeded", "succeeded"]
     for response in fetched:
         assert response.status_code == 200 and response.headers["content-type"].startswith("image/")
-    assert final == _after(deployment, charged=expected)
+    assert final == credits_after(deployment, charged=expected)
     assert audit.passed and audit.open_holds == 0, audit.output
-
-
-def _after(deployment: Deployment, charged: int) -> dict[str, int]:
-    balance = deployment.credits - charged
-    return {"balance": balance, "held": 0, "available": balance}
