@@ -253,10 +253,11 @@ class GatewayProcess:
         """`before_exec` runs in the child before the gateway starts (to set a resource limit)."""
         self.name = name
         self.port = free_port()
+        self.grpc_port = free_port()
         env = {
             **deployment.env,
             "REPLATE_HTTP_PORT": str(self.port),
-            "REPLATE_GRPC_PORT": str(free_port()),
+            "REPLATE_GRPC_PORT": str(self.grpc_port),
             **{f"REPLATE_{key.upper()}": value for key, value in settings.items()},
         }
         self.process = subprocess.Popen(
