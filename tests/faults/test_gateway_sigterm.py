@@ -45,7 +45,8 @@ pytestmark = pytest.mark.slow
 PREDICTIONS = 4
 IN_FLIGHT = 2
 GRACE_S = 30.0
-SETTINGS = {"prediction_lease_s": "6", "shutdown_grace_s": str(GRACE_S)}
+WORKERS = 2
+SETTINGS = {"prediction_lease_s": "6", "shutdown_grace_s": str(GRACE_S), "prediction_workers": str(WORKERS)}
 """A short lease: a job a gateway failed to hand back is taken over within seconds anyway."""
 UNANSWERED = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
 """A request the stopping gateway never took: refused, or hung up on before any byte of an answer."""
@@ -63,7 +64,11 @@ def test_sigterm_drains_requests_and_hands_predictions_to_the_other_gateway(
     slow = slow_image(seed=11)
     quick = {"image_url": data_url(studio_jpeg, "image/jpeg"), "bg_color": "#ffffff"}
 
-    with GatewayProcess(jobs, name="stopped") as stopped, GatewayProcess(jobs, name="survivor") as survivor:
+    roomy = {"max_inflight": str(IN_FLIGHT + 1 + WORKERS)}  # the synchronous calls never wait behind the jobs
+    with (
+        GatewayProcess(jobs, name="stopped", **roomy) as stopped,
+        GatewayProcess(jobs, name="survivor") as survivor,
+    ):
         stopped.wait_ready()
         survivor.wait_ready()
 
