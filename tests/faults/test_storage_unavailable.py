@@ -1,8 +1,8 @@
 """The outputs folder becomes unwritable (replaced by a file: a read-only folder does not stop root): synchronous
 replace-background answers 503 `storage_unavailable` with Retry-After, predictions fail with that code once their
-attempts are spent, every hold is released and nothing is charged; outputs that need no storage (data URLs) still
-succeed. Once the folder is back, both paths succeed again and their output URLs serve the images, with no gateway
-restart."""
+attempts are spent, every hold is released and nothing is charged; outputs that need no storage (data URLs, a
+cutout answered with its bytes) still succeed. Once the folder is back, both paths succeed again and their output
+URLs serve the images, with no gateway restart."""
 
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ def test_unwritable_storage_fails_without_charge_then_recovers(
         with outputs_replaced_by_file(tmp_path / "outputs"):
             refused = [post("/v1/image/replace-background", replace) for _ in range(SYNC_WHILE_BROKEN)]
             inline = post("/v1/image/replace-background", {**replace, "return_base64": True})
+            cutout = post("/v1/remove-background", {"image": image})  # answered with the bytes, never stored
             submitted = [post("/v1/run", body).json()["id"] for body in runs]
             failed = [final_prediction(gateway.url, deployment, id_) for id_ in submitted]
             while_broken = credits_of(gateway.url, deployment)
@@ -77,9 +78,11 @@ def test_unwritable_storage_fails_without_charge_then_recovers(
         assert gateway.terminate() == 0
 
     audit = credits_audit(deployment.env)
-    statuses = [r.status_code for r in (*refused, inline, stored)] + [v["status"] for v in (*failed, *succeeded)]
+    statuses = [r.status_code for r in (*refused, inline, cutout, stored)] + [
+        v["status"] for v in (*failed, *succeeded)
+    ]
     successes = statuses.count(200) + statuses.count("succeeded")
-    expected = PRICE_REPLACE + PRICE_REPLACE + PRICE_REPLACE + PRICE_REMOVE  # inline, stored, the two predictions
+    expected = 3 * PRICE_REPLACE + 2 * PRICE_REMOVE  # inline, cutout, stored and the two predictions
     charged = deployment.credits - final["balance"]
     fault_report.add(
         FaultRecord(
@@ -100,7 +103,8 @@ def test_unwritable_storage_fails_without_charge_then_recovers(
     for view in failed:
         assert view["status"] == "failed" and view["error"]["code"] == "storage_unavailable", view
         assert view["credits_charged"] == 0
-    assert while_broken == credits_after(deployment, charged=PRICE_REPLACE)
+    assert cutout.status_code == 200 and cutout.headers["content-type"] == "image/png"
+    assert while_broken == credits_after(deployment, charged=PRICE_REPLACE + PRICE_REMOVE)
     assert stored.status_code == 200, stored.text
     assert [view["status"] for view in succeeded] == ["succeeded", "succeeded"]
     for response in fetched:
