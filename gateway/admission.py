@@ -24,6 +24,7 @@ from gateway.settings import Settings
 MAX_RETRY_AFTER_S = 60
 HOLD_TIME_SMOOTHING = 0.2
 """Weight of the latest slot hold time in the running mean that Retry-After is estimated from."""
+IDLE_POLL_S = 0.05
 
 
 class Admission:
@@ -70,6 +71,16 @@ class Admission:
         await self._acquire(None)
         async with self._held():
             yield
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no slot is held; whether that happened within `timeout_s`. A slot is let go only after the
+        credit hold taken inside it is settled (gateway.credits.charge), so idle means no hold of ours is open."""
+        deadline = time.monotonic() + timeout_s
+        while self._inflight > 0:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(IDLE_POLL_S)
+        return True
 
     def _must_wait(self) -> bool:
         return self._inflight >= self.max_inflight or bool(self._waiters)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,7 +18,7 @@ from gateway.auth import api_key_secret, rehash_legacy_keys
 from gateway.credits import available_credits, release_stale_holds, start_balance_report
 from gateway.db import create_engine, create_sessionmaker, reading, utcnow
 from gateway.deps import Services, first_of
-from gateway.errors import DatabaseUnavailable, install_error_handlers
+from gateway.errors import RETRY_AFTER_S, DatabaseUnavailable, error_response, install_error_handlers
 from gateway.fetch import Resolver
 from gateway.grpc_api import start_grpc_server
 from gateway.idempotency import delete_expired_keys
@@ -33,6 +33,9 @@ from gateway.triton import Pipelines, TritonPipelines
 
 log = logging.getLogger("replate.gateway")
 access_log = logging.getLogger("replate.access")
+SETTLE_TIMEOUT_S = 10.0
+"""How long the shutdown waits for requests cancelled past the grace to release their credit holds."""
+SHUTDOWN_CANCELLED = "the server is shutting down and could not finish this request in time; nothing was charged"
 
 
 def create_app(
@@ -80,6 +83,7 @@ def create_app(
             for task in (*app.state.workers, housekeeping):
                 with suppress(asyncio.CancelledError):
                     await task
+            await _wait_for_settlements(services)
             await triton.close()
             await engine.dispose()
 
@@ -112,6 +116,16 @@ def begin_shutdown(app: FastAPI) -> None:
     for worker in app.state.workers:
         worker.cancel()
     log.info("shutting down: calls in flight have %g s to finish, prediction jobs go back to the queue", grace_s)
+
+
+async def _wait_for_settlements(services: Services) -> None:
+    """Requests that uvicorn cancelled past the shutdown grace release their holds as they unwind, in their own
+    tasks; the process must not end first (asyncio.run then cancels every task left, a release in progress
+    included, and the hold would stay open until another gateway's housekeeping released it)."""
+    if not await services.admission.wait_idle(SETTLE_TIMEOUT_S):
+        log.warning(
+            "requests still in flight %g s after the shutdown; housekeeping releases their holds", SETTLE_TIMEOUT_S
+        )
 
 
 async def _rehash_legacy_keys(services: Services) -> None:
@@ -169,9 +183,12 @@ class RequestContextMiddleware:
         balance_report = start_balance_report()
         services: Services = scope["app"].state.services
         started = time.perf_counter()
+        response_started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 headers = MutableHeaders(scope=message)
                 headers["x-request-id"] = request_id
                 account_id = state.get("account_id")
@@ -199,4 +216,13 @@ class RequestContextMiddleware:
                 )
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the shutdown grace runs out; the task ends here
+            # anyway, so say what happened (the hold is released by now) rather than let uvicorn send a bare 500
+            if not services.stopping.is_set() or response_started:
+                raise
+            log.warning("%s %s cancelled: the shutdown grace ran out", scope["method"], scope["path"])
+            error = error_response(Request(scope), "unavailable", SHUTDOWN_CANCELLED, 503, RETRY_AFTER_S["unavailable"])
+            await error(scope, receive, send_with_headers)

@@ -59,8 +59,9 @@ class Settings(BaseSettings):
     """How often each gateway releases expired credit holds, deletes old outputs and forgets old idempotency keys."""
     shutdown_grace_s: float = Field(25.0, ge=0)
     """On SIGTERM: how long requests, gRPC calls and prediction jobs in flight may take to finish. New connections
-    are refused at once; past the grace, requests are cancelled (their holds released) and unfinished jobs are
-    handed back to the queue for another gateway. Keep it below the orchestrator's kill timeout."""
+    are refused at once; prediction jobs are handed back to the queue for another gateway at once; past the grace,
+    requests are cancelled: their holds are released and they are answered 503 `unavailable`. Keep it (plus a few
+    seconds to settle) below the orchestrator's kill timeout."""
     url_allowed_hosts: list[str] = Field(default_factory=list)
     """Host names or CIDR networks that image URLs may reach although they are private (e.g. an internal MinIO)."""
     url_connect_timeout_s: float = Field(5.0, gt=0)

@@ -207,6 +207,17 @@ class Deployment:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
 
+    def another_account(self, credits: int) -> Deployment:
+        """A second account on the same database, for a test that must tell two kinds of load apart."""
+        config = Settings(
+            data_dir=Path(self.env["REPLATE_DATA_DIR"]),
+            database_url=self.env["REPLATE_DATABASE_URL"],
+            api_key_secret=self.env["REPLATE_API_KEY_SECRET"],
+            triton_url="x",
+        )
+        key = asyncio.run(create_key(config, f"faults-{uuid.uuid4().hex[:8]}", credits))
+        return Deployment(env=self.env, key=key, credits=credits)
+
 
 def deploy(data_dir: Path, triton_url: str, database_url: str = "", credits: int = 1000, **settings: str) -> Deployment:
     """Migrate the database, create an account with `credits`, and the environment `replate gateway` and
@@ -242,10 +253,11 @@ class GatewayProcess:
         """`before_exec` runs in the child before the gateway starts (to set a resource limit)."""
         self.name = name
         self.port = free_port()
+        self.grpc_port = free_port()
         env = {
             **deployment.env,
             "REPLATE_HTTP_PORT": str(self.port),
-            "REPLATE_GRPC_PORT": str(free_port()),
+            "REPLATE_GRPC_PORT": str(self.grpc_port),
             **{f"REPLATE_{key.upper()}": value for key, value in settings.items()},
         }
         self.process = subprocess.Popen(
@@ -285,10 +297,14 @@ class GatewayProcess:
             time.sleep(0.1)
         raise AssertionError(f"{self.name} was not ready after {timeout_s} s:\n{self.output}")
 
-    def terminate(self, timeout_s: float = 60) -> int:
-        """SIGTERM, then wait for the exit; returns the exit code."""
+    def send_sigterm(self) -> None:
+        """What an orchestrator does to stop it; a gateway that already exited is left alone."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+
+    def terminate(self, timeout_s: float = 60) -> int:
+        """SIGTERM (again: a second one changes nothing), then wait for the exit; returns the exit code."""
+        self.send_sigterm()
         try:
             code = self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -317,6 +333,22 @@ class GatewayProcess:
 
 def credits_of(url: str, deployment: Deployment) -> dict[str, int]:
     return httpx.get(f"{url}/v1/credits", headers=deployment.headers, timeout=30).json()
+
+
+def credits_after(deployment: Deployment, charged: int) -> dict[str, int]:
+    """/v1/credits of an account that has been charged `charged` and holds nothing."""
+    balance = deployment.credits - charged
+    return {"balance": balance, "held": 0, "available": balance}
+
+
+def final_prediction(url: str, deployment: Deployment, prediction_id: str, timeout_s: float = 60) -> dict:
+    """Poll a prediction until it is no longer queued or processing; its last view."""
+
+    def finished() -> dict | None:
+        view = httpx.get(f"{url}/v1/predictions/{prediction_id}", headers=deployment.headers, timeout=30).json()
+        return None if view["status"] in ("starting", "processing") else view
+
+    return wait_until(finished, timeout_s, f"prediction {prediction_id} to finish", interval_s=0.2)
 
 
 def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.1):  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ no gateway restart. The cluster is the suite's own (tests/faults/conftest.py), n
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -83,10 +84,7 @@ def test_postgres_restarted_during_load(
             for loader in loaders:
                 loader.result()
 
-        held_after_restart = credits_of(gateway.url, deployment)["held"]
-        started = time.monotonic()
         wait_until(lambda: credits_of(gateway.url, deployment)["held"] == 0, 30, "the reaper", interval_s=0.5)
-        released_after_s = time.monotonic() - started
         final = credits_of(gateway.url, deployment)
         assert gateway.terminate() == 0
 
@@ -109,7 +107,9 @@ def test_postgres_restarted_during_load(
     assert stuck.status_code == 503 and stuck.json()["error"]["code"] == "unavailable", stuck.text
     assert ready.status_code == 503 and ready.json()["checks"]["database"] is False
     assert during and set(during) <= {(503, "unavailable"), (200, "")}, during  # 200: settled before the stop
-    assert held_after_restart >= PRICE_REPLACE, "the slow request's hold should have been stuck until the reaper"
-    assert released_after_s < 15
+    # The stuck hold was released by housekeeping, not by its request (reading `held` after the restart would race
+    # with the reaper: under load the slow request alone can take most of hold_release_after_s)
+    reaped = sum(int(count) for count in re.findall(r"released (\d+) stale credit hold", gateway.output))
+    assert reaped >= 1, gateway.output
     assert charged == expected and final["held"] == 0
     assert audit.passed and audit.open_holds == 0, audit.output

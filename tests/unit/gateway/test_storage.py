@@ -1,4 +1,5 @@
-"""Output storage: signed expiring local URLs, retention, and an S3-compatible store (moto on 127.0.0.1)."""
+"""Output storage: signed expiring local URLs, retention, an S3-compatible store (moto on 127.0.0.1), and what a
+store that cannot write means for a request: 503 `storage_unavailable`, the hold released, nothing charged."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.errors import NotFound
+from gateway.errors import NotFound, StorageUnavailable
 from gateway.settings import Settings
-from gateway.storage import LocalStorage, S3Storage, create_storage, signing_key
+from gateway.storage import STORAGE_FAILED, LocalStorage, S3Storage, create_storage, signing_key
+from tests.conftest import data_url
+from tests.unit.gateway.conftest import auth
+from tests.unit.gateway.test_predictions import poll
 
 
 async def test_local_urls_expire_and_cannot_be_forged(tmp_path: Path) -> None:
@@ -82,3 +86,52 @@ async def test_s3_outputs_are_fetched_through_presigned_urls(s3_endpoint: str, t
 def test_s3_needs_a_bucket(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="REPLATE_S3_BUCKET"):
         Settings(data_dir=tmp_path, storage="s3")
+
+
+async def test_s3_refusing_a_put_is_storage_unavailable(s3_endpoint: str, tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, storage="s3", s3_bucket="missing", s3_endpoint_url=s3_endpoint, s3_region="us-east-1"
+    )
+    with pytest.raises(StorageUnavailable, match="nothing was charged"):
+        await create_storage(settings).save(b"png", "png")
+
+
+async def test_an_unwritable_folder_is_storage_unavailable_without_naming_it(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "outputs", b"secret", url_ttl_s=60)
+    storage.root.rmdir()
+    storage.root.write_text("a file where the folder was")
+    with pytest.raises(StorageUnavailable) as raised:
+        await storage.save(b"png", "png")
+    assert raised.value.message == STORAGE_FAILED and str(tmp_path) not in raised.value.message
+
+
+async def test_a_write_that_fails_midway_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(self: Path, target: Path) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "rename", disk_full)
+    storage = LocalStorage(tmp_path, b"secret", url_ttl_s=60)
+    with pytest.raises(StorageUnavailable):
+        await storage.save(b"png", "png")
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_requests_whose_output_cannot_be_stored_are_not_charged(client, make_key, settings, studio_png) -> None:
+    key = await make_key(20)
+    settings.outputs_dir.rmdir()
+    settings.outputs_dir.write_text("a file where the folder was")
+    image = data_url(studio_png)
+    sync = await client.post(
+        "/v1/image/replace-background", json={"image_url": image, "bg_color": "#ffffff"}, headers=auth(key)
+    )
+    assert sync.status_code == 503 and sync.json()["error"] == {
+        "code": "storage_unavailable",
+        "message": STORAGE_FAILED,
+    }
+    assert sync.headers["retry-after"] == "30" and sync.headers["x-remaining-credits"] == "20"
+    run = await client.post("/v1/run", json={"model": "remove-background", "image": image}, headers=auth(key))
+    final = (await poll(client, key, run.json()["id"]))[-1].json()
+    assert final["status"] == "failed" and final["error"]["code"] == "storage_unavailable"
+    assert (await client.get("/v1/credits", headers=auth(key))).json() == {"balance": 20, "held": 0, "available": 20}
