@@ -12,7 +12,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, settings
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-LONG_RUN_FACTOR = 25
+LONG_RUN_FACTOR = 10
 DEADLINE = timedelta(seconds=5)
 """Per input: a decode or a request that takes longer fails the target (a hang, or a quadratic path)."""
 
