@@ -8,6 +8,7 @@ import struct
 import zlib
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -22,6 +23,9 @@ MODES_BY_FORMAT = {
 }
 ANIMATED_FORMATS = ("PNG", "WEBP", "GIF")
 EXIF_ORIENTATION = 0x0112
+PILLOW_WARNINGS = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
+"""Pillow warns about metadata it skips (a corrupt EXIF block) and decodes on. Production lets a warning pass; the
+suite makes every warning an error, so tests that feed these files anywhere let Pillow's pass."""
 
 
 def _pixels(mode: str, width: int, height: int, seed: int) -> Image.Image:

@@ -26,11 +26,11 @@ from replate.errors import ReplateError
 from replate.imageio import ImageLimits, decode_image, probe_image
 from tests.fuzz import hostile_images as hostile
 from tests.fuzz.budget import fuzz_settings, tried
+from tests.fuzz.hostile_images import PILLOW_WARNINGS
 from tests.unit.replate.synthetic import png_with_claimed_size
 
 LIMITS = ImageLimits(max_megapixels=1.0, max_bytes=2 * 1024 * 1024)
 """Small limits: a mutated header may claim up to this many pixels, and the decoder then allocates them."""
-PILLOW_WARNINGS = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
 MAGIC_PREFIXES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"RIFF\0\0\0\0WEBP", b"")
 
 

@@ -48,9 +48,10 @@ _SCALARS = {
 }
 
 
-def _small_ints(field: FieldDescriptor) -> st.SearchStrategy[int]:
-    """Counts and seeds near their bounds, where validation decides."""
-    return st.one_of(_SCALARS[field.type], st.integers(-2, 6))
+def _near_bounds(field: FieldDescriptor) -> st.SearchStrategy[int]:
+    """Counts and seeds around their bounds, where validation decides, as well as anywhere in the type's range."""
+    low = -2 if field.type == FieldDescriptor.TYPE_INT32 else 0
+    return st.one_of(_SCALARS[field.type], st.integers(low, 6))
 
 
 @st.composite
@@ -63,7 +64,7 @@ def messages(draw: st.DrawFn, descriptor: Descriptor) -> Message:
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             continue  # requests carry no nested messages of their own
         values = (
-            _small_ints(field)
+            _near_bounds(field)
             if field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_UINT32)
             else (_SCALARS[field.type])
         )
@@ -107,6 +108,7 @@ async def key(make_key) -> str:
     return await make_key(CREDITS)
 
 
+@hostile.PILLOW_WARNINGS
 @pytest.mark.parametrize("method", METHODS)
 @fuzz_settings(ci_examples=40)
 @given(data=st.data(), metadata=METADATA)
