@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
 from fastapi import FastAPI, Request
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.admission import Admission, RateLimiter
@@ -92,13 +93,13 @@ def create_app(
         version="0.1.0",
         summary="Replace the background of a photo: true alpha matte, new scene, composite.",
         lifespan=lifespan,
-        max_body_size=max_body_bytes(settings),
     )
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     install_playground(app, demo_key)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes(settings))
+    app.add_middleware(RequestContextMiddleware)  # the outer one: its headers go on the body limit's 413 too
     return app
 
 
@@ -164,6 +165,46 @@ def max_body_bytes(settings: Settings) -> int:
     """Room for two base64 images (photo and reference scene) at the byte limit, plus the other fields: a bigger
     body is refused with 413 before it is read."""
     return 2 * (settings.max_image_bytes * 4 // 3 + 4) + 64 * 1024
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a body without a Content-Length passes the limit: an HTTPException, so that the
+    body parsers (FastAPI's, starlette's forms) let it through to the error handler (413, `image_too_large`)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"the request body is over the {max_bytes} byte limit: send smaller images")
+
+
+class BodyLimitMiddleware:
+    """A body over `max_bytes` is refused with 413 `image_too_large` in the API's error shape: at once, unread, when
+    its Content-Length says so, else as soon as the bytes received pass the limit (a chunked body). Starlette's own
+    limiter (FastAPI's `max_body_size`) answers a declared oversize body in plain text, without a code."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            error = BodyTooLarge(self.max_bytes)
+            response = error_response(Request(scope), "image_too_large", error.detail, error.status_code)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, receive_within_limit, send)
 
 
 class RequestContextMiddleware:

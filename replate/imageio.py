@@ -323,14 +323,22 @@ def _to_arrays(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         return _gray16_to_arrays(image)
     has_alpha = "A" in image.mode or "transparency" in image.info
     if has_alpha:
-        rgba = np.asarray(image.convert("RGBA"))
+        rgba = np.asarray(_converted(image, "RGBA"))
         return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
-    return np.asarray(image.convert("RGB")), None
+    return np.asarray(_converted(image, "RGB")), None
+
+
+def _converted(image: Image.Image, mode: str) -> Image.Image:
+    """`image` in `mode`; not copied when it already is (a 25 MP copy is 100 MB)."""
+    return image if image.mode == mode else image.convert(mode)
 
 
 def _gray16_to_arrays(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     # Pillow's I;16 -> L/RGB conversion clips at 255 instead of scaling, so scale the 16-bit values here.
-    values = np.asarray(image).astype(np.int64).clip(0, 65535)
+    # Kept in 16 bits: a 25 MP image in int64 would take 200 MB per temporary.
+    values = np.asarray(image)
+    if values.dtype != np.uint16:  # mode I holds 32-bit signed values
+        values = values.clip(0, 65535).astype(np.uint16)
     gray = (values >> 8).astype(np.uint8)
     rgb = np.repeat(gray[:, :, None], 3, axis=2)
     transparent_value = image.info.get("transparency")

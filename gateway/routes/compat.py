@@ -16,13 +16,20 @@ from gateway import operations
 from gateway.deps import AccountDep, Services, ServicesDep
 from gateway.idempotency import run_idempotent
 from gateway.images import InputImage, image_from_bytes
-from gateway.routes._common import ERRORS, error_responses, image_headers, json_response, request_id
+from gateway.routes._common import (
+    ERRORS,
+    JsonBombSafeRoute,
+    error_responses,
+    image_headers,
+    json_response,
+    request_id,
+)
 from gateway.schemas import BgReplaceBase64Response, BgReplaceRequest, RemoveBgErrorBody, Strict
 from replate.errors import ImageTooLarge, InvalidRequest
 from replate.imageio import content_type
 from replate.pipeline import RemoveOptions, ReplaceOptions
 
-router = APIRouter(tags=["compatible"])
+router = APIRouter(tags=["compatible"], route_class=JsonBombSafeRoute)
 REMOVEBG_ERRORS = error_responses(
     RemoveBgErrorBody,
     {

@@ -11,7 +11,14 @@ from gateway import operations
 from gateway.deps import AccountDep, Services, ServicesDep
 from gateway.idempotency import run_idempotent
 from gateway.images import image_from_bytes
-from gateway.routes._common import ERRORS, delivered_outputs, image_headers, json_response, request_id
+from gateway.routes._common import (
+    ERRORS,
+    JsonBombSafeRoute,
+    delivered_outputs,
+    image_headers,
+    json_response,
+    request_id,
+)
 from gateway.schemas import (
     RemoveBackgroundBase64Response,
     RemoveBackgroundRequest,
@@ -21,7 +28,7 @@ from gateway.schemas import (
 from replate.errors import ImageTooLarge, InvalidRequest
 from replate.imageio import content_type
 
-router = APIRouter(prefix="/v1", responses=ERRORS, tags=["images"])
+router = APIRouter(prefix="/v1", responses=ERRORS, tags=["images"], route_class=JsonBombSafeRoute)
 IDEMPOTENCY_DOC = "Idempotency-Key header: a retry with the same key and body is answered once and charged once."
 
 

@@ -8,10 +8,10 @@ from gateway import operations, predictions
 from gateway.db import Prediction
 from gateway.deps import AccountDep, Services, ServicesDep
 from gateway.idempotency import run_idempotent
-from gateway.routes._common import ERRORS, base_url, json_response, output_urls, request_id
+from gateway.routes._common import ERRORS, JsonBombSafeRoute, base_url, json_response, output_urls, request_id
 from gateway.schemas import PredictionError, PredictionResponse, RunRequest
 
-router = APIRouter(prefix="/v1", responses=ERRORS, tags=["predictions"])
+router = APIRouter(prefix="/v1", responses=ERRORS, tags=["predictions"], route_class=JsonBombSafeRoute)
 
 
 @router.post("/run", status_code=201, response_model=PredictionResponse)
