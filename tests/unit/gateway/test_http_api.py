@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import logging
+import re
 
 import httpx
 import numpy as np
@@ -241,6 +242,12 @@ async def test_request_id_is_echoed_and_system_endpoints_answer(client) -> None:
     assert "replate_http_requests_total" in (await client.get("/metrics")).text
     spec = (await client.get("/openapi.json")).json()
     assert {"/v1/image/replace-background", "/v1/remove-background", "/v1/credits"} <= set(spec["paths"])
+
+
+async def test_every_reference_in_the_openapi_document_resolves(client) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    references = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert references and references <= set(spec["components"]["schemas"])
 
 
 async def test_output_urls_are_signed(client, make_key, studio_png) -> None:

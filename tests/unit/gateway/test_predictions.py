@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -48,6 +48,8 @@ async def test_a_prediction_runs_and_is_charged_once_on_the_first_success_report
     assert polls[-1].headers["x-credits-charged"] == "5"
     assert final["output"][0].startswith("http://replate.test/v1/outputs/")
     assert final["metrics"]["predict_time"] > 0
+    moments = [datetime.fromisoformat(final[name]) for name in ("created_at", "started_at", "completed_at")]
+    assert all(moment.utcoffset() == timedelta(0) for moment in moments)  # RFC 3339, as documented: with an offset
     again = await db_client.get(f"/v1/predictions/{final['id']}", headers=auth(key))
     assert "x-credits-charged" not in again.headers and again.json()["output"] == final["output"]
     assert (await db_client.get(final["output"][0])).status_code == 200
