@@ -6,7 +6,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.admission import Admission, RateLimiter
@@ -75,22 +76,32 @@ async def get_services(request: Request) -> Services:  # async: FastAPI would ru
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    if x_api_key:
-        return x_api_key.strip()
+BEARER_KEY = HTTPBearer(auto_error=False, scheme_name="bearerKey", description="`Authorization: Bearer <key>`")
+HEADER_KEY = APIKeyHeader(name="x-api-key", auto_error=False, scheme_name="apiKeyHeader", description="`x-api-key`")
+"""The two ways to present a key over HTTP, as security schemes of the OpenAPI document (auto_error off: a missing
+key is our 401 `unauthorized`, not FastAPI's)."""
+
+
+def bearer_token(authorization: str | None) -> str | None:
     if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
+        return authorization[7:]
     return None
+
+
+def presented_key(bearer: str | None, x_api_key: str | None) -> str | None:
+    """The key a request presents: `x-api-key` first, else the bearer token."""
+    return (x_api_key or "").strip() or (bearer or "").strip() or None
 
 
 async def get_account_id(
     request: Request,
     services: ServicesDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_KEY)],
+    x_api_key: Annotated[str | None, Security(HEADER_KEY)],
 ) -> int:
+    key = presented_key(bearer.credentials if bearer else None, x_api_key)
     async with services.reader.connect() as connection:
-        account_id = await authenticate(connection, presented_key(authorization, x_api_key), services.api_key_secret)
+        account_id = await authenticate(connection, key, services.api_key_secret)
     request.state.account_id = account_id  # read by the middleware that adds x-remaining-credits
     return account_id
 

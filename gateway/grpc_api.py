@@ -35,7 +35,7 @@ from gateway import operations, predictions
 from gateway.auth import authenticate
 from gateway.credits import BalanceReport, available_credits, get_balance, report_balance, start_balance_report
 from gateway.db import Prediction, as_utc
-from gateway.deps import Services, presented_key
+from gateway.deps import Services, bearer_token, presented_key
 from gateway.errors import grpc_status, retry_after_s
 from gateway.images import InputImage, image_from_bytes
 from gateway.logs import start_request
@@ -302,7 +302,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
 
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> int:
         metadata: dict[str, Any] = dict(context.invocation_metadata() or ())
-        key = presented_key(_text(metadata.get("authorization")), _text(metadata.get("x-api-key")))
+        key = presented_key(bearer_token(_text(metadata.get("authorization"))), _text(metadata.get("x-api-key")))
         async with self.services.reader.connect() as connection:
             return await authenticate(connection, key, self.services.api_key_secret)
 

@@ -40,7 +40,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+LIBRARY_LEVEL_FLOOR = logging.INFO
+"""Libraries never log below this, whatever the level: at DEBUG they write what must not reach a log (aiosqlite
+prints every statement with its parameters: API key digests, stored responses holding signed output URLs, uploaded
+images)."""
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
+    """One handler on the root logger; `level` applies to replate's own loggers, and to libraries' down to
+    LIBRARY_LEVEL_FLOOR only."""
     handler = logging.StreamHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -48,4 +56,6 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    ours = logging.getLevelNamesMapping()[level.upper()]
+    root.setLevel(max(ours, LIBRARY_LEVEL_FLOOR))
+    logging.getLogger("replate").setLevel(ours)

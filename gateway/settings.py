@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -9,6 +10,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from replate.errors import ReplateError
 from replate.models import DEFAULT_MODELS_DIR
 
 
@@ -113,11 +115,26 @@ class Settings(BaseSettings):
 
 
 def local_secret(configured: str, path: Path) -> bytes:
-    """`configured`, or a random secret created once at `path` (readable by its owner only) and read back."""
+    """`configured`, or a random secret created once at `path` (readable by its owner only) and read back.
+
+    Processes sharing the data folder (replicas, the CLI beside `replate serve`) may start together: the secret is
+    written to a file of this process's own, then linked into place, which fails if another got there first (its
+    secret is kept). So nobody ever reads a half-written file, whose empty secret would sign URLs anyone can forge.
+    """
     if configured:
         return configured.encode()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+        own = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        own.touch(mode=0o600)
+        own.write_text(secrets.token_hex(32))
+        try:
+            os.link(own, path)
+        except FileExistsError:
+            pass
+        finally:
+            own.unlink()
+    secret = path.read_text().strip()
+    if not secret:
+        raise ReplateError(f"{path} is empty: delete it (a new secret is made) or set the secret in the environment")
+    return secret.encode()

@@ -116,21 +116,23 @@ class RemoveBgRequest(Strict):
     crop: Literal[False] = False
 
 
+REMOVEBG_FIELDS = RemoveBgRequest.model_json_schema()
+"""Inline: the body is read by hand, so FastAPI puts no RemoveBgRequest in the document's components."""
 REMOVEBG_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
             "multipart/form-data": {
                 "schema": {
-                    "allOf": [{"$ref": "#/components/schemas/RemoveBgRequest"}],
+                    "allOf": [REMOVEBG_FIELDS],
                     "properties": {
                         "image_file": {"type": "string", "format": "binary"},
                         "bg_image_file": {"type": "string", "format": "binary"},
                     },
                 }
             },
-            "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/RemoveBgRequest"}},
-            "application/json": {"schema": {"$ref": "#/components/schemas/RemoveBgRequest"}},
+            "application/x-www-form-urlencoded": {"schema": REMOVEBG_FIELDS},
+            "application/json": {"schema": REMOVEBG_FIELDS},
         },
     }
 }

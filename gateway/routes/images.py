@@ -73,11 +73,12 @@ async def replace_background(
     return await run_idempotent(request, services, account_id, produce)
 
 
+# The body is read by hand (JSON or multipart), so FastAPI lists no schema for it: it is given here, inline.
 REMOVE_BACKGROUND_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/RemoveBackgroundRequest"}},
+            "application/json": {"schema": RemoveBackgroundRequest.model_json_schema()},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",

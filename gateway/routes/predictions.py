@@ -5,16 +5,25 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from gateway import operations, predictions
-from gateway.db import Prediction
+from gateway.db import Prediction, as_utc
 from gateway.deps import AccountDep, Services, ServicesDep
 from gateway.idempotency import run_idempotent
 from gateway.routes._common import ERRORS, JsonBombSafeRoute, base_url, json_response, output_urls, request_id
 from gateway.schemas import PredictionError, PredictionResponse, RunRequest
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["predictions"], route_class=JsonBombSafeRoute)
+_BY_ID = {"prediction_id": "$response.body#/id"}
+LINKS = {
+    "GetPrediction": {"operationId": "get_prediction", "parameters": _BY_ID, "description": "Poll the prediction."},
+    "CancelPrediction": {"operationId": "cancel_prediction", "parameters": _BY_ID, "description": "Cancel it."},
+}
+"""OpenAPI links from every answer that carries a prediction to the operations on it (clients and schemathesis's
+stateful phase follow them)."""
 
 
-@router.post("/run", status_code=201, response_model=PredictionResponse)
+@router.post(
+    "/run", status_code=201, response_model=PredictionResponse, operation_id="run", responses={201: {"links": LINKS}}
+)
 async def run(body: RunRequest, request: Request, services: ServicesDep, account_id: AccountDep) -> Response:
     """Start a prediction. Its credits are held now and charged only when it succeeds."""
 
@@ -27,7 +36,12 @@ async def run(body: RunRequest, request: Request, services: ServicesDep, account
     return await run_idempotent(request, services, account_id, produce)
 
 
-@router.get("/predictions/{prediction_id}", response_model=PredictionResponse)
+@router.get(
+    "/predictions/{prediction_id}",
+    response_model=PredictionResponse,
+    operation_id="get_prediction",
+    responses={200: {"links": LINKS}},
+)
 async def get_prediction(
     prediction_id: str, request: Request, services: ServicesDep, account_id: AccountDep
 ) -> Response:
@@ -37,7 +51,12 @@ async def get_prediction(
     return json_response(_view(request, services, prediction), headers=headers)
 
 
-@router.post("/predictions/{prediction_id}/cancel", response_model=PredictionResponse)
+@router.post(
+    "/predictions/{prediction_id}/cancel",
+    response_model=PredictionResponse,
+    operation_id="cancel_prediction",
+    responses={200: {"links": LINKS}},
+)
 async def cancel_prediction(
     prediction_id: str, request: Request, services: ServicesDep, account_id: AccountDep
 ) -> Response:
@@ -59,9 +78,9 @@ def _view(request: Request, services: Services, prediction: Prediction) -> Predi
         output=output,
         error=PredictionError(**prediction.error) if prediction.error else None,
         credits_charged=prediction.credits if prediction.status == "succeeded" else 0,
-        created_at=prediction.created_at,
-        started_at=prediction.started_at,
-        completed_at=prediction.completed_at,
+        created_at=as_utc(prediction.created_at),
+        started_at=as_utc(prediction.started_at) if prediction.started_at else None,
+        completed_at=as_utc(prediction.completed_at) if prediction.completed_at else None,
         metrics={"predict_time": predict_time} if predict_time is not None else {},
         urls={
             "get": f"{base}/v1/predictions/{prediction.id}",

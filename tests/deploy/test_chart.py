@@ -280,6 +280,11 @@ def test_migrations_run_before_the_pods_change_and_register_the_admin_key(render
     assert bootstrap["command"] == ["replate", "keys", "bootstrap", "--name", "admin", "--credits", "1000"]
     key = next(item for item in bootstrap["env"] if item["name"] == "REPLATE_BOOTSTRAP_KEY")
     assert key["valueFrom"]["secretKeyRef"] == {"name": "replate-generated", "key": "admin-key"}
+    # Keys are hashed under one secret: the Job that registers (and re-hashes) them and every gateway share it.
+    gateway = named(render_setup(render, "default"), "Deployment", "gateway")["spec"]["template"]["spec"]
+    for container in (pod["initContainers"][0], bootstrap, gateway["containers"][0]):
+        secret = next(item for item in container["env"] if item["name"] == "REPLATE_API_KEY_SECRET")
+        assert secret["valueFrom"]["secretKeyRef"] == {"name": "replate-generated", "key": "api-key-secret"}
     bundled = render_setup(render, "bundled-postgresql")
     job = by_kind(bundled, "Job")[0]
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"  # the database comes first

@@ -77,6 +77,16 @@ app.kubernetes.io/component: {{ index . 1 }}
       {{- end }}
 {{- end }}
 
+{{- /* The HMAC key API keys are stored under: one for the migrations Job (which registers and re-hashes keys) and
+every gateway replica, or each would make up its own and refuse the others' keys. */}}
+{{- define "replate.apiKeySecretEnv" -}}
+- name: REPLATE_API_KEY_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "replate.generatedSecret" . }}
+      key: api-key-secret
+{{- end }}
+
 {{- define "replate.adminKeySecretName" -}}
 {{- default (include "replate.generatedSecret" .) .Values.adminKey.existingSecret }}
 {{- end }}

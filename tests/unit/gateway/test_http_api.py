@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import logging
+import re
 
 import httpx
 import numpy as np
@@ -243,16 +244,28 @@ async def test_request_id_is_echoed_and_system_endpoints_answer(client) -> None:
     assert {"/v1/image/replace-background", "/v1/remove-background", "/v1/credits"} <= set(spec["paths"])
 
 
+async def test_every_reference_in_the_openapi_document_resolves(client) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    references = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert references and references <= set(spec["components"]["schemas"])
+
+
 async def test_output_urls_are_signed(client, make_key, studio_png) -> None:
-    key = await make_key(100)
     body = {"image_url": data_url(studio_png), "bg_color": "#ffffff"}
-    url = httpx.URL(
-        (await client.post("/v1/image/replace-background", json=body, headers=auth(key))).json()["output_url"]
-    )
+
+    async def output_url(key: str) -> httpx.URL:
+        response = await client.post("/v1/image/replace-background", json=body, headers=auth(key))
+        return httpx.URL(response.json()["output_url"])
+
+    url, other_accounts = await output_url(await make_key(100)), await output_url(await make_key(100))
     assert (await client.get(url)).status_code == 200
     forged = url.copy_set_param("sig", "0" * 64)
     longer = url.copy_set_param("expires", str(int(url.params["expires"]) + 3600))
-    for bad in (url.copy_with(query=None), forged, longer, url.copy_with(path="/v1/outputs/" + "a" * 43 + ".png")):
+    transplanted = url.copy_merge_params(
+        {"expires": other_accounts.params["expires"], "sig": other_accounts.params["sig"]}
+    )
+    unknown = url.copy_with(path="/v1/outputs/" + "a" * 43 + ".png")
+    for bad in (url.copy_with(query=None), forged, longer, transplanted, unknown):
         response = await client.get(bad)
         assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 

@@ -7,6 +7,7 @@ import asyncio
 from replate.errors import Unavailable
 from tests.conftest import data_url
 from tests.unit.gateway.conftest import auth
+from tests.unit.gateway.test_admission import wait_until
 
 
 def request_body(studio_png: bytes, color: str = "#ffffff") -> dict[str, object]:
@@ -39,14 +40,27 @@ async def test_the_same_key_with_another_body_is_refused(db_client, db_make_key,
 
 
 async def test_keys_belong_to_their_account(db_client, db_make_key, studio_png, pipelines) -> None:
+    """Another account's key of the same name, in flight or done, is invisible: no wait, no replay, no 422."""
     first, second = await db_make_key(100), await db_make_key(100)
-    for key in (first, second):
-        response = await db_client.post(
-            "/v1/image/replace-background",
-            json=request_body(studio_png),
-            headers={**auth(key), "Idempotency-Key": "shared-name"},
+    pipelines.gate = asyncio.Event()
+    colours = {first: "#ffffff", second: "#000000"}
+
+    def post(key: str):
+        headers = {**auth(key), "Idempotency-Key": "shared-name"}
+        return db_client.post(
+            "/v1/image/replace-background", json=request_body(studio_png, colours[key]), headers=headers
         )
-        assert response.status_code == 200 and "idempotent-replayed" not in response.headers
+
+    in_flight = [asyncio.create_task(post(key)) for key in (first, second)]
+    await wait_until(lambda: len(pipelines.calls) == 2)  # the second account ran while the first held the name
+    pipelines.gate.set()
+    responses = [await task for task in in_flight]
+    assert [response.status_code for response in responses] == [200, 200]
+    assert not any("idempotent-replayed" in response.headers for response in responses)
+    assert responses[0].json()["outputs"] != responses[1].json()["outputs"]
+    for key, response in zip((first, second), responses, strict=True):
+        replay = await post(key)
+        assert replay.headers["idempotent-replayed"] == "true" and replay.json() == response.json()
     assert len(pipelines.calls) == 2
 
 

@@ -13,6 +13,8 @@ async def test_the_page_and_its_files_are_served_outside_the_api_document(client
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["cache-control"] == "no-store"
     assert "default-src 'self'" in page.headers["content-security-policy"], "no script or style from elsewhere"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"], "never framed (clickjacking)"
+    assert page.headers["referrer-policy"] == "no-referrer"
     assert '<meta name="replate-demo-key" content="">' in page.text, "no key unless the embedded default gives one"
     script = await client.get("/playground/app.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -48,6 +48,8 @@ async def test_a_prediction_runs_and_is_charged_once_on_the_first_success_report
     assert polls[-1].headers["x-credits-charged"] == "5"
     assert final["output"][0].startswith("http://replate.test/v1/outputs/")
     assert final["metrics"]["predict_time"] > 0
+    moments = [datetime.fromisoformat(final[name]) for name in ("created_at", "started_at", "completed_at")]
+    assert all(moment.utcoffset() == timedelta(0) for moment in moments)  # RFC 3339, as documented: with an offset
     again = await db_client.get(f"/v1/predictions/{final['id']}", headers=auth(key))
     assert "x-credits-charged" not in again.headers and again.json()["output"] == final["output"]
     assert (await db_client.get(final["output"][0])).status_code == 200
@@ -67,13 +69,17 @@ async def test_base64_output_is_handed_over_once(db_client, db_make_key, studio_
 
 
 async def test_predictions_are_visible_only_to_their_account(db_client, db_make_key, studio_png) -> None:
+    """Another account's prediction is answered exactly as one that never existed: 404, not 403."""
     owner, stranger = await db_make_key(20), await db_make_key(20)
-    created = await db_client.post("/v1/run", json=run_body(studio_png), headers=auth(owner))
-    for path in (f"/v1/predictions/{created.json()['id']}", f"/v1/predictions/{created.json()['id']}/cancel"):
-        method = db_client.get if path.endswith(created.json()["id"]) else db_client.post
-        response = await method(path, headers=auth(stranger))
-        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
-    await poll(db_client, owner, created.json()["id"])
+    prediction_id = (await db_client.post("/v1/run", json=run_body(studio_png), headers=auth(owner))).json()["id"]
+    never_made = "0" * len(prediction_id)
+    for suffix, method in (("", db_client.get), ("/cancel", db_client.post)):
+        response = await method(f"/v1/predictions/{prediction_id}{suffix}", headers=auth(stranger))
+        absent = await method(f"/v1/predictions/{never_made}{suffix}", headers=auth(stranger))
+        assert response.status_code == absent.status_code == 404 and response.json()["error"]["code"] == "not_found"
+        assert response.text.replace(prediction_id, never_made) == absent.text
+    final = (await poll(db_client, owner, prediction_id))[-1].json()
+    assert final["status"] == "succeeded" and final["credits_charged"] == 5  # the stranger's cancel changed nothing
 
 
 async def test_a_failed_prediction_costs_nothing(db_client, db_make_key, studio_png, pipelines) -> None:
