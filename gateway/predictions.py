@@ -4,9 +4,10 @@ Submission validates the input, checks the account's rate limit, holds the credi
 transaction. Workers claim a row (`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises writers) and
 own it while their lease is fresh, renewing it as they go, also while they wait for an in-flight slot
 (`gateway.admission`, shared with synchronous requests). A worker that dies leaves its lease to expire and another
-worker (or the restarted one) takes the job over. The hold is settled exactly once, in the transaction that ends
-the job, and only by the lease's current owner; the unique settlement index makes a second capture impossible
-anyway.
+worker (or the restarted one) takes the job over. A job that meets a passing failure (Triton or storage
+unavailable, a timeout) is left the same way, its lease set to lapse after a back-off, for at most `MAX_ATTEMPTS`
+runs. The hold is settled exactly once, in the transaction that ends the job, and only by the lease's current
+owner; the unique settlement index makes a second capture impossible anyway.
 """
 
 from __future__ import annotations
@@ -220,9 +221,12 @@ class PredictionWorker:
                 log.warning("prediction %s: lease lost or canceled; result discarded", claimed.id)
                 return
             if isinstance(outcome, RETRYABLE) and prediction.attempts < MAX_ATTEMPTS:
-                prediction.status = "starting"  # back in the queue; the hold stays
-                prediction.lease_expires_at = None
-                self.services.work_available.set()
+                # Back in the queue as a lapsed lease: any worker claims it once the back-off is over; the hold stays.
+                delay_s = self.services.settings.prediction_retry_backoff_s * 4 ** (prediction.attempts - 1)
+                prediction.worker = None
+                prediction.lease_expires_at = utcnow() + timedelta(seconds=delay_s)
+                asyncio.get_running_loop().call_later(delay_s, self.services.work_available.set)
+                log.info("prediction %s: %s; retried in %.1f s", claimed.id, outcome.code, delay_s)
                 return
             prediction.completed_at = utcnow()
             prediction.input_image = None

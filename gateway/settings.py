@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     """Asynchronous prediction workers in this gateway process (0: this replica only accepts and reports jobs)."""
     prediction_lease_s: float = Field(30.0, gt=0)
     """How long a worker owns a job without renewing; a dead worker's jobs are taken over after this."""
+    prediction_retry_backoff_s: float = Field(2.0, ge=0)
+    """A job that met a passing failure (Triton or storage unavailable, a timeout) is retried after this, the next
+    retry four times later (2 s, then 8 s), so that a short outage does not spend its attempts at once."""
     housekeeping_interval_s: float = Field(60.0, gt=0)
     """How often each gateway releases expired credit holds, deletes old outputs and forgets old idempotency keys."""
     shutdown_grace_s: float = Field(25.0, ge=0)

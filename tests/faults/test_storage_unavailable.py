@@ -47,7 +47,8 @@ def outputs_replaced_by_file(outputs_dir: Path) -> Iterator[None]:
 def test_unwritable_storage_fails_without_charge_then_recovers(
     tmp_path: Path, fault_triton: TritonServer, studio_jpeg: bytes, fault_report: FaultReport
 ) -> None:
-    deployment = deploy(tmp_path, fault_triton.grpc_url)
+    # Predictions spend their three attempts against the broken storage: 0.2 s and 0.8 s apart, not 2 s and 8 s.
+    deployment = deploy(tmp_path, fault_triton.grpc_url, prediction_retry_backoff_s="0.2")
     image = data_url(studio_jpeg, "image/jpeg")
     replace = {"image_url": image, "bg_color": "#336699"}
     runs = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import datetime, timedelta
 
 import httpx
@@ -10,8 +11,9 @@ import httpx
 from gateway.app import create_app
 from gateway.credits import release_stale_holds
 from gateway.db import CreditEntry, Prediction, create_engine, create_sessionmaker, utcnow
+from gateway.predictions import MAX_ATTEMPTS
 from gateway.settings import Settings
-from replate.errors import SubjectNotFound
+from replate.errors import SubjectNotFound, Unavailable
 from tests.conftest import data_url
 from tests.fakes import InProcessPipelines
 from tests.unit.gateway.conftest import auth, running_client, stub_resolver
@@ -157,3 +159,50 @@ async def test_a_queued_predictions_hold_is_not_swept(db_settings: Settings, db_
     async with create_sessionmaker(engine).begin() as session:
         assert await release_stale_holds(session, utcnow() + timedelta(days=1)) == 0
     await engine.dispose()
+
+
+class FailingFirst(InProcessPipelines):
+    """Raises `error` on the first `failures` calls, then runs the real pipeline."""
+
+    def __init__(self, error: Exception, failures: int) -> None:
+        super().__init__()
+        self.error, self.failures = error, failures
+        self.call_times: list[float] = []
+
+    async def run(self, model: str, image: bytes, params: dict[str, object], *args: object, **kwargs: object):
+        self.call_times.append(asyncio.get_running_loop().time())
+        if len(self.call_times) <= self.failures:
+            self.calls.append(model)
+            raise self.error
+        return await super().run(model, image, params, *args, **kwargs)
+
+
+async def test_a_passing_failure_is_retried_after_a_back_off_and_charged_once(
+    db_settings: Settings, db_make_key, studio_png
+) -> None:
+    key = await db_make_key(20)
+    pipelines = FailingFirst(Unavailable("the inference server is restarting"), failures=2)
+    settings = db_settings.model_copy(update={"prediction_retry_backoff_s": 0.3})
+    async with running_client(create_app(settings, pipelines=pipelines, resolver=stub_resolver)) as client:
+        created = await client.post("/v1/run", json=run_body(studio_png), headers=auth(key))
+        final = (await poll(client, key, created.json()["id"]))[-1].json()
+        credits = (await client.get("/v1/credits", headers=auth(key))).json()
+    assert final["status"] == "succeeded" and len(pipelines.call_times) == 3
+    first_wait, second_wait = (b - a for a, b in itertools.pairwise(pipelines.call_times))
+    assert 0.3 <= first_wait < 1.5 and 1.2 <= second_wait < 3.0  # 0.3 s, then four times that
+    assert credits == {"balance": 15, "held": 0, "available": 15}
+
+
+async def test_a_failure_that_outlasts_the_attempts_fails_the_job_and_costs_nothing(
+    db_settings: Settings, db_make_key, studio_png
+) -> None:
+    key = await db_make_key(20)
+    pipelines = FailingFirst(Unavailable("the inference server is down"), failures=10)
+    settings = db_settings.model_copy(update={"prediction_retry_backoff_s": 0.05})
+    async with running_client(create_app(settings, pipelines=pipelines, resolver=stub_resolver)) as client:
+        created = await client.post("/v1/run", json=run_body(studio_png), headers=auth(key))
+        final = (await poll(client, key, created.json()["id"]))[-1].json()
+        credits = (await client.get("/v1/credits", headers=auth(key))).json()
+    assert final["status"] == "failed" and final["error"]["code"] == "unavailable"
+    assert len(pipelines.call_times) == MAX_ATTEMPTS
+    assert credits == {"balance": 20, "held": 0, "available": 20}
