@@ -25,9 +25,9 @@ def check_json_structure(body: bytes) -> None:
     """Refuse a JSON bomb before it is parsed: within the body size limit (sized for two inline images), millions of
     keys, array items or nesting levels take minutes and gigabytes to parse and validate (measured on a 53 MB body
     of 4 million keys: 10 s and 0.5 GB in json.loads, then 48 s and 3.5 GB listing one validation error per key).
-    Every key needs a `:`, every further item a `,`, every level a `[` or `{`: counting them (at memchr speed, a
-    few ms for the largest body) bounds all three without a parser."""
-    separators = sum(body.count(char) for char in (b",", b":", b"[", b"{"))
+    Every key needs a `:`, every further item a `,`, every level a `[` or `{`: counting them bounds all three
+    without a parser (one C pass: 0.2 ms for a 220 KB body, half of four `bytes.count`)."""
+    separators = len(body) - len(body.translate(None, b",:[{"))
     if separators > MAX_JSON_SEPARATORS:
         raise InvalidRequest(
             f"body: {separators} JSON separators (, : [ {{); a request has at most {MAX_JSON_SEPARATORS}: "
