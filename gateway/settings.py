@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from contextlib import suppress
 from pathlib import Path
 from typing import Literal
 
@@ -132,9 +133,8 @@ def local_secret(configured: str, path: Path) -> bytes:
         own.touch(mode=0o600)
         own.write_text(secrets.token_hex(32))
         try:
-            os.link(own, path)
-        except FileExistsError:
-            pass
+            with suppress(FileExistsError):  # another process got there first: its secret is kept
+                os.link(own, path)
         finally:
             own.unlink()
     secret = path.read_text().strip()

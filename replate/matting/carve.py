@@ -58,10 +58,10 @@ def carve_backdrop(image: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     labels = _initial_labels(small_mask, max(size))
     if _too_few(labels):
         return coarse
-    small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small_bgr = cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
     background_model, foreground_model = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.grabCut(
-        cv2.cvtColor(small_image, cv2.COLOR_RGB2BGR),
+        small_bgr,
         labels,
         None,
         background_model,
@@ -70,7 +70,7 @@ def carve_backdrop(image: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         cv2.GC_INIT_WITH_MASK,
     )
     kept = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-    bgr = cv2.cvtColor(small_image, cv2.COLOR_RGB2BGR).reshape(-1, 3).astype(np.float64)
+    bgr = small_bgr.reshape(-1, 3).astype(np.float64)
     evidence = (_log_density(background_model, bgr) - _log_density(foreground_model, bgr)).reshape(kept.shape)
     kept = (kept | (evidence < _MIN_EVIDENCE)).astype(np.float32)
     kept = cv2.resize(kept, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -518,13 +518,17 @@ def _thin_porous(
     porous = subject & (cv2.blur(gaps.astype(np.float32), (window, window)) > _POROUS_GAP_SHARE)
     if not porous.any():
         return alpha
-    distance = np.sqrt(np.einsum("ijk,ijk->ij", pixels - bg_colors, pixels - bg_colors))
-    reach = cv2.dilate(np.where(porous, distance, 0.0).astype(np.float32), _disk(window // 2))
+    offset = pixels[porous] - bg_colors[porous]
+    distance = np.sqrt(np.einsum("ij,ij->i", offset, offset))
+    spread = np.zeros(subject.shape, np.float32)
+    spread[porous] = distance
+    reach = cv2.dilate(spread, _disk(window // 2))[porous]  # > 0 wherever distance is
     with np.errstate(invalid="ignore", divide="ignore"):
         unmixed = np.where(distance > _BACKDROP_DISTANCE * noise, np.clip(distance / reach, 0.0, 1.0), 0.0)
     unmixed[unmixed > 1.0 - _MAX_SNAP] = 1.0  # subject texture, not a mix: a solid part beside a notch stays opaque
-    thinned = np.minimum(alpha, np.rint(unmixed * 255.0).astype(np.uint8))
-    return np.where(porous, thinned, alpha)
+    thinned = alpha.copy()
+    thinned[porous] = np.minimum(alpha[porous], np.rint(unmixed * 255.0).astype(np.uint8))
+    return thinned
 
 
 def _guided(image: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:

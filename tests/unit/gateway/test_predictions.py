@@ -177,16 +177,24 @@ class FailingFirst(InProcessPipelines):
         return await super().run(model, image, params, *args, **kwargs)
 
 
+async def run_to_the_end(
+    settings: Settings, pipelines: InProcessPipelines, backoff_s: float, key: str, studio_png: bytes
+) -> tuple[dict, dict]:
+    """Submit one prediction to a gateway with this retry back-off; its final view and the account's credits."""
+    settings = settings.model_copy(update={"prediction_retry_backoff_s": backoff_s})
+    async with running_client(create_app(settings, pipelines=pipelines, resolver=stub_resolver)) as client:
+        created = await client.post("/v1/run", json=run_body(studio_png), headers=auth(key))
+        final = (await poll(client, key, created.json()["id"]))[-1].json()
+        credits = (await client.get("/v1/credits", headers=auth(key))).json()
+    return final, credits
+
+
 async def test_a_passing_failure_is_retried_after_a_back_off_and_charged_once(
     db_settings: Settings, db_make_key, studio_png
 ) -> None:
     key = await db_make_key(20)
     pipelines = FailingFirst(Unavailable("the inference server is restarting"), failures=2)
-    settings = db_settings.model_copy(update={"prediction_retry_backoff_s": 0.3})
-    async with running_client(create_app(settings, pipelines=pipelines, resolver=stub_resolver)) as client:
-        created = await client.post("/v1/run", json=run_body(studio_png), headers=auth(key))
-        final = (await poll(client, key, created.json()["id"]))[-1].json()
-        credits = (await client.get("/v1/credits", headers=auth(key))).json()
+    final, credits = await run_to_the_end(db_settings, pipelines, 0.3, key, studio_png)
     assert final["status"] == "succeeded" and len(pipelines.call_times) == 3
     first_wait, second_wait = (b - a for a, b in itertools.pairwise(pipelines.call_times))
     assert 0.3 <= first_wait < 1.5 and 1.2 <= second_wait < 3.0  # 0.3 s, then four times that
@@ -198,11 +206,7 @@ async def test_a_failure_that_outlasts_the_attempts_fails_the_job_and_costs_noth
 ) -> None:
     key = await db_make_key(20)
     pipelines = FailingFirst(Unavailable("the inference server is down"), failures=10)
-    settings = db_settings.model_copy(update={"prediction_retry_backoff_s": 0.05})
-    async with running_client(create_app(settings, pipelines=pipelines, resolver=stub_resolver)) as client:
-        created = await client.post("/v1/run", json=run_body(studio_png), headers=auth(key))
-        final = (await poll(client, key, created.json()["id"]))[-1].json()
-        credits = (await client.get("/v1/credits", headers=auth(key))).json()
+    final, credits = await run_to_the_end(db_settings, pipelines, 0.05, key, studio_png)
     assert final["status"] == "failed" and final["error"]["code"] == "unavailable"
     assert len(pipelines.call_times) == MAX_ATTEMPTS
     assert credits == {"balance": 20, "held": 0, "available": 20}
