@@ -4,12 +4,17 @@ export.diffusion to TensorRT engines (FP16; the VAE FP32, as its config asks) an
 weights: the images are noise, the latencies are the architectures'.
 
     python -m benchmarks.gpu_diffusion --family sdxl --out DIR [--max-batch 8] [--steps 25] [--repeat 10]
+    python -m benchmarks.gpu_diffusion --family sdxl --out DIR --runtime torch
 
 Needs an NVIDIA GPU (driver), the tensorrt Python package and polygraphy: without them it stops before any work
-with exit code 2. Writes DIR/gpu_diffusion.json and DIR/gpu_diffusion.md; DIR/build-<family> (the engines) is
-reused by a rerun, so a second run only measures. The random weights (~22 GB for SDXL in FP32) live in a temporary
-folder under DIR while exporting, and export.diffusion keeps its ONNX files (as large) under TMPDIR until the build
-is done.
+with exit code 2. `--runtime torch` needs no TensorRT: it times the exporter's own torch modules (the contract
+models' PyTorch reference, FP16 with the VAE in FP32, eager with PyTorch's SDPA attention) through the same
+loop, where TensorRT cannot be installed (published figures put TensorRT ahead of eager PyTorch).
+
+Writes DIR/gpu_diffusion.json and DIR/gpu_diffusion.md (gpu_diffusion_torch_<family>.* with --runtime torch);
+DIR/build-<family> (the engines) is reused by a rerun, so a second run only measures. The random weights (~22 GB
+for SDXL in FP32) live in a temporary folder under DIR while exporting, and export.diffusion keeps its ONNX files
+(as large) under TMPDIR until the build is done.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import numpy as np
 
 from benchmarks.bench_diffusion import BATCHES, Report, run_benchmark
 from export.diffusion import TinyModels, build_tiny, export_build
-from export.diffusion.build import MANIFEST
+from export.diffusion.build import MANIFEST, add_component, finish_build, new_manifest
+from export.diffusion.components import Component, load_components
 from export.diffusion.onnx_export import ParityError
 from export.diffusion.tensorrt import TensorRTUnavailable, require_tensorrt
 from export.diffusion.tiny import save_ip_adapter
@@ -41,6 +47,7 @@ CUDA_DRIVER = "libcuda.so.1"
 BUDGET_MS = 12_000  # per 1.05 MP image on one GPU (docs/performance.md)
 STEPS = 25
 RESULTS = "gpu_diffusion"
+RUNTIMES = ("tensorrt", "torch")
 
 
 class GpuUnavailable(RuntimeError):
@@ -268,7 +275,32 @@ class TensorRTComponents:
         return {name: np.array(results[name]) for name in outputs}  # a copy: the runner reuses its output buffers
 
 
-def measure(build_dir: Path, setting: dict[str, Any], *, repeat: int, request_repeat: int) -> Report:
+class TorchComponents:
+    """`Components` over the exporter's torch modules on one device, each in its build dtype. Calls run one at a
+    time and synchronously, and inputs and outputs cross host memory, as TensorRTComponents' do."""
+
+    def __init__(self, components: Mapping[str, Component], dtypes: Mapping[str, str], device: str) -> None:
+        import torch
+
+        self._device = torch.device(device)
+        self._dtypes = {name: getattr(torch, dtype) for name, dtype in dtypes.items()}
+        self._components = {name: c.to(self._device, self._dtypes[name]) for name, c in components.items()}
+
+    async def infer(
+        self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        import torch
+
+        dtype = self._dtypes[model]
+        tensors = {}
+        for name, array in inputs.items():
+            tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self._device)
+            tensors[name] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+        results = self._components[model].run(tensors)
+        return {name: results[name].float().cpu().numpy() for name in outputs}
+
+
+def measure_tensorrt(build_dir: Path, setting: dict[str, Any], *, repeat: int, request_repeat: int) -> Report:
     manifest = json.loads((build_dir / MANIFEST).read_text())
     with ExitStack() as stack:
         benchmark = run_benchmark(
@@ -283,14 +315,49 @@ def measure(build_dir: Path, setting: dict[str, Any], *, repeat: int, request_re
         return asyncio.run(benchmark)
 
 
-def write_results(out: Path, report: Report) -> str:
-    """out/gpu_diffusion.json and .md; returns the markdown."""
+def measure_torch(
+    out: Path,
+    architecture: Architecture,
+    setting: dict[str, Any],
+    *,
+    device: str = "cuda",
+    fp16: bool = True,
+    repeat: int,
+    request_repeat: int,
+) -> Report:
+    """Random full-size models written and loaded as export.diffusion loads an operator's folders, then timed as
+    TorchComponents on device. out/build-<family>-torch gets the manifest and assets (no model files)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="models-", dir=out) as tmp:
+        models = write_models(Path(tmp), architecture)
+        manifest = new_manifest(models.pipeline, "torch", fp16=fp16, controlnet_dir=models.controlnet, kind="canny")
+        components = load_components(
+            models.pipeline, controlnet_dir=models.controlnet, ip_adapter_dir=models.ip_adapter
+        )
+        dtypes = {name: add_component(manifest, component) for name, component in components.items()}
+        build_dir = out / f"build-{architecture.family}-torch"
+        finish_build(models.pipeline, build_dir, manifest)
+        runner = TorchComponents(components, dtypes, device)  # on the device before the model files go
+    benchmark = run_benchmark(
+        load_build(build_dir),
+        manifest,
+        runner,
+        setting=setting,
+        batches=BATCHES,
+        repeat=repeat,
+        request_repeat=request_repeat,
+    )
+    return asyncio.run(benchmark)
+
+
+def write_results(out: Path, report: Report, name: str = RESULTS) -> str:
+    """out/<name>.json and .md; returns the markdown."""
     within = "within" if report.request.p50_ms <= BUDGET_MS else "over"
     summary = f"whole request p50 {report.request.p50_ms / 1000:.2f} s: {within} the {BUDGET_MS / 1000:.0f} s budget"
     setting = "\n".join(f"- {key}: {value}" for key, value in report.setting.items())
     text = f"# Diffusion stage on a GPU (random weights)\n\n{setting}\n\n{report.markdown()}\n\n{summary}\n"
-    (out / f"{RESULTS}.json").write_text(json.dumps(report.as_json() | {"budget_ms": BUDGET_MS}, indent=2) + "\n")
-    (out / f"{RESULTS}.md").write_text(text)
+    (out / f"{name}.json").write_text(json.dumps(report.as_json() | {"budget_ms": BUDGET_MS}, indent=2) + "\n")
+    (out / f"{name}.md").write_text(text)
     return text
 
 
@@ -301,42 +368,63 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max-batch must be at least {max(BATCHES)}: the UNet is timed at batches {BATCHES}")
     try:
         device = cuda_device()
-        tensorrt = require_tensorrt()
-        if not hasattr(tensorrt.BuilderFlag, "FP16"):
-            raise TensorRTUnavailable(
-                f"TensorRT {tensorrt.__version__} has no FP16 builder flag (TensorRT 11 removed weak typing), which "
-                "export/diffusion/tensorrt.py builds with: use TensorRT 10"
-            )
-        import polygraphy
+        runtime = require_tensorrt_10() if args.runtime == "tensorrt" else require_torch_cuda()
     except (GpuUnavailable, TensorRTUnavailable, ImportError) as exc:
         print(
-            f"error: {exc}. The GPU proof needs an NVIDIA GPU, TensorRT 10 and polygraphy: run it in a GPU container "
-            "(docs/performance.md); `python -m benchmarks.bench_diffusion` measures on the CPU.",
+            f"error: {exc}. The GPU proof needs an NVIDIA GPU, and TensorRT 10 and polygraphy unless --runtime torch: "
+            "run it in a GPU container (docs/performance.md); `python -m benchmarks.bench_diffusion` measures on "
+            "the CPU.",
             file=sys.stderr,
         )
         return 2
     architecture = ARCHITECTURES[args.family]
+    setting = {
+        "device": device,
+        "runtime": runtime,
+        "models": f"random {args.family} at full size, FP16 (VAE FP32), ControlNet canny, IP-Adapter",
+        "steps": args.steps,
+    }
+    repeats = {"repeat": args.repeat, "request_repeat": args.request_repeat}
+    if args.runtime == "torch":
+        report = measure_torch(args.out, architecture, setting, **repeats)
+        print(write_results(args.out, report, f"{RESULTS}_torch_{args.family}"))
+        return 0
     try:
         build_dir = export_engines(args.out, architecture, max_batch=args.max_batch)
     except ParityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    setting = {
-        "device": device,
-        "runtime": f"TensorRT {tensorrt.__version__} via polygraphy {polygraphy.__version__}, in-process",
-        "models": f"random {args.family} at full size, FP16 (VAE FP32), ControlNet canny, IP-Adapter",
-        "steps": args.steps,
-        "max_batch": args.max_batch,
-    }
-    report = measure(build_dir, setting, repeat=args.repeat, request_repeat=args.request_repeat)
+    report = measure_tensorrt(build_dir, setting | {"max_batch": args.max_batch}, **repeats)
     print(write_results(args.out, report))
     return 0
+
+
+def require_tensorrt_10() -> str:
+    """The runtime's description; TensorRTUnavailable or ImportError when TensorRT 10 or polygraphy is missing."""
+    tensorrt = require_tensorrt()
+    if not hasattr(tensorrt.BuilderFlag, "FP16"):
+        raise TensorRTUnavailable(
+            f"TensorRT {tensorrt.__version__} has no FP16 builder flag (TensorRT 11 removed weak typing), which "
+            "export/diffusion/tensorrt.py builds with: use TensorRT 10"
+        )
+    import polygraphy
+
+    return f"TensorRT {tensorrt.__version__} via polygraphy {polygraphy.__version__}, in-process"
+
+
+def require_torch_cuda() -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise GpuUnavailable(f"PyTorch {torch.__version__} sees no CUDA device (a CPU build?)")
+    return f"PyTorch {torch.__version__} eager (SDPA attention), in-process, no TensorRT"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_diffusion", description=__doc__.splitlines()[0])
     parser.add_argument("--family", choices=tuple(ARCHITECTURES), default="sdxl")
     parser.add_argument("--out", type=Path, required=True, help="results, and the build reused by a rerun")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="tensorrt", help="torch: no TensorRT, no export")
     parser.add_argument("--max-batch", type=int, default=8, help="the engines' largest batch (Triton max_batch_size)")
     parser.add_argument("--steps", type=int, default=STEPS, help="denoising steps of the whole request")
     parser.add_argument("--repeat", type=int, default=10, help="timed calls per component (after a warm-up)")

@@ -33,7 +33,7 @@ from export.diffusion.onnx_export import Parity, check_parity, convert_to_fp16, 
 from export.diffusion.tensorrt import build_engine, optimisation_profile, require_tensorrt
 from export.diffusion.triton import SCENE_MODEL_NAME, TARGETS, write_component_config, write_scene_folder
 
-__all__ = ["ASSETS", "MANIFEST", "export_build"]
+__all__ = ["ASSETS", "MANIFEST", "add_component", "export_build", "finish_build", "new_manifest"]
 
 MANIFEST = "diffusion.json"
 ASSETS = {
@@ -65,29 +65,49 @@ def export_build(
     if target == "gpu-tensorrt":
         require_tensorrt()
     pipeline_dir, out = Path(pipeline_dir), Path(out)
-    vae_config = AutoencoderKL.load_config(pipeline_dir, subfolder="vae", local_files_only=True)
-    # diffusers runs such a VAE in FP32 inside FP16 pipelines (it overflows in FP16): so does the build
-    vae_fp32 = vae_config.get("force_upcast", True)
-    manifest = _manifest_head(pipeline_dir, target, fp16, vae_config)
-    if controlnet_dir is not None:
-        kind = controlnet_kind_name or controlnet_kind(controlnet_dir)
-        if kind not in CONTROLNET_KINDS:
-            raise ValueError(f"say which ControlNet this is (--controlnet-kind {' or '.join(CONTROLNET_KINDS)})")
-        manifest["controlnet"] = {"kind": kind}
+    manifest = new_manifest(pipeline_dir, target, fp16=fp16, controlnet_dir=controlnet_dir, kind=controlnet_kind_name)
     out.mkdir(parents=True, exist_ok=True)
     components = iter_components(pipeline_dir, controlnet_dir=controlnet_dir, ip_adapter_dir=ip_adapter_dir)
     with tempfile.TemporaryDirectory(prefix="replate-onnx-") as work:
         for component in components:
-            _describe(manifest, component)
-            is_vae = isinstance(component, VaeEncoder | VaeDecoder)
-            dtype = "float16" if fp16 and not (is_vae and vae_fp32) else "float32"
+            dtype = add_component(manifest, component)
             parity = _export_component(component, out, target, Path(work), manifest, max_batch=max_batch, dtype=dtype)
-            manifest["components"][component.name]["dtype"] = dtype
             manifest["parity"][component.name] = parity.as_json()
-    _copy_assets(pipeline_dir, out)
     write_scene_folder(out, target, manifest["engine"])
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    finish_build(pipeline_dir, out, manifest)
     return manifest
+
+
+def new_manifest(
+    pipeline_dir: Path, target: str, *, fp16: bool, controlnet_dir: Path | None = None, kind: str | None = None
+) -> dict[str, Any]:
+    """The manifest of a build of pipeline_dir (and controlnet_dir, of `kind` unless its folder says) before any
+    component is added."""
+    vae_config = AutoencoderKL.load_config(pipeline_dir, subfolder="vae", local_files_only=True)
+    manifest = _manifest_head(pipeline_dir, target, fp16, vae_config)
+    if controlnet_dir is not None:
+        kind = kind or controlnet_kind(controlnet_dir)
+        if kind not in CONTROLNET_KINDS:
+            raise ValueError(f"say which ControlNet this is (--controlnet-kind {' or '.join(CONTROLNET_KINDS)})")
+        manifest["controlnet"] = {"kind": kind}
+    return manifest
+
+
+def add_component(manifest: dict[str, Any], component: Component) -> str:
+    """Describe component in the manifest; returns the dtype it runs in (FP16 builds keep an upcast VAE in FP32)."""
+    _describe(manifest, component)
+    # diffusers runs an upcast VAE in FP32 inside FP16 pipelines (it overflows in FP16): so does the build
+    upcast = isinstance(component, VaeEncoder | VaeDecoder) and component.vae.config.get("force_upcast", True)
+    dtype = "float16" if manifest["dtype"] == "float16" and not upcast else "float32"
+    manifest["components"][component.name]["dtype"] = dtype
+    return dtype
+
+
+def finish_build(pipeline_dir: Path, out: Path, manifest: dict[str, Any]) -> None:
+    """The tokenizer(s), the scheduler config and the manifest itself, written last: a build folder with a
+    manifest is complete."""
+    _copy_assets(pipeline_dir, out)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _manifest_head(pipeline_dir: Path, target: str, fp16: bool, vae: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from benchmarks import gpu_diffusion
-from benchmarks.gpu_diffusion import ARCHITECTURES, Architecture, main, write_models
+from benchmarks.gpu_diffusion import ARCHITECTURES, Architecture, main, measure_torch, write_models
 from export.diffusion.components import load_components, residual_specs
 
 PARAMETERS = {
@@ -59,6 +59,41 @@ def test_with_tensorrt_11_it_stops_with_exit_code_2(
     assert main(["--family", "sdxl", "--out", str(tmp_path / "out")]) == 2
     assert "use TensorRT 10" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_torch_runtime_without_a_cuda_build_of_torch_stops_with_exit_code_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(gpu_diffusion, "cuda_device", lambda: "a GPU")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["--family", "sdxl", "--runtime", "torch", "--out", str(tmp_path / "out")]) == 2
+    assert "sees no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_torch_runtime_runs_whole_requests_through_the_contract_models(tmp_path: Path) -> None:
+    """The torch runtime on the CPU with small models: every contract model timed under its manifest name, and
+    whole guided requests (ControlNet, IP-Adapter) through replate.diffusion.generate."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = measure_torch(
+            tmp_path, _small(ARCHITECTURES["sdxl"]), {"steps": 20}, device="cpu", fp16=False, repeat=1, request_repeat=1
+        )
+    timed = {entry.model for entry in report.components}
+    assert timed == {
+        "diffusion_text_encoder",
+        "diffusion_text_encoder_2",
+        "diffusion_unet",
+        "diffusion_controlnet",
+        "diffusion_image_encoder",
+        "diffusion_vae_encoder",
+        "diffusion_vae_decoder",
+    }
+    assert report.request.runs == 1 and report.request.p50_ms > 0
+    assert set(report.stages_ms) >= {"denoise", "total"}
+    assert (tmp_path / "build-sdxl-torch" / "diffusion.json").is_file()
+    assert [path.name for path in tmp_path.iterdir()] == ["build-sdxl-torch"]  # the model files are gone
 
 
 @pytest.mark.parametrize("family", ["sdxl", "sd"])
