@@ -8,13 +8,12 @@ weights: the images are noise, the latencies are the architectures'.
 
 Needs an NVIDIA GPU (driver), the tensorrt Python package and polygraphy: without them it stops before any work
 with exit code 2. `--runtime torch` needs no TensorRT: it times the exporter's own torch modules (the contract
-models' PyTorch reference, FP16 with the VAE in FP32, eager with PyTorch's SDPA attention) through the same
+models' PyTorch reference, FP16 with the VAE in FP32, eager, the UNet's attention through SDPA) through the same
 loop, where TensorRT cannot be installed (published figures put TensorRT ahead of eager PyTorch).
 
-Writes DIR/gpu_diffusion.json and DIR/gpu_diffusion.md (gpu_diffusion_torch_<family>.* with --runtime torch);
-DIR/build-<family> (the engines) is reused by a rerun, so a second run only measures. The random weights (~22 GB
-for SDXL in FP32) live in a temporary folder under DIR while exporting, and export.diffusion keeps its ONNX files
-(as large) under TMPDIR until the build is done.
+Writes DIR/gpu_diffusion_<runtime>_<family>.json and .md; DIR/build-<family> (the engines) is reused by a rerun,
+so a second run only measures. The random weights (~22 GB for SDXL in FP32) live in a temporary folder under DIR
+while exporting, and export.diffusion keeps its ONNX files (as large) under TMPDIR until the build is done.
 """
 
 from __future__ import annotations
@@ -350,7 +349,7 @@ def measure_torch(
     return asyncio.run(benchmark)
 
 
-def write_results(out: Path, report: Report, name: str = RESULTS) -> str:
+def write_results(out: Path, report: Report, name: str) -> str:
     """out/<name>.json and .md; returns the markdown."""
     within = "within" if report.request.p50_ms <= BUDGET_MS else "over"
     summary = f"whole request p50 {report.request.p50_ms / 1000:.2f} s: {within} the {BUDGET_MS / 1000:.0f} s budget"
@@ -395,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     report = measure_tensorrt(build_dir, setting | {"max_batch": args.max_batch}, **repeats)
-    print(write_results(args.out, report))
+    print(write_results(args.out, report, f"{RESULTS}_tensorrt_{args.family}"))
     return 0
 
 
