@@ -154,12 +154,21 @@ async def bench_http(url: str, key: str, jpeg: bytes, requests: int) -> None:
         async def post(path: str, body: dict[str, object]) -> None:
             (await http.post(path, json=body, headers=auth)).raise_for_status()
 
+        async def upload(path: str, fields: dict[str, str]) -> None:
+            files = {"image": ("photo.jpg", jpeg, "image/jpeg")}
+            (await http.post(path, data=fields, files=files, headers=auth)).raise_for_status()
+
         async def get_credits() -> None:
             (await http.get("/v1/credits", headers=auth)).raise_for_status()
 
         replace = {"image_url": image, "bg_color": "#ffffff", "seed": 1}
         await measure(
             "HTTP replace-background (stored)", lambda: post("/v1/image/replace-background", replace), requests
+        )
+        await measure(
+            "HTTP replace-background (stored, multipart)",
+            lambda: upload("/v1/image/replace-background", {"bg_color": "#ffffff", "seed": "1"}),
+            requests,
         )
         replace_inline = {**replace, "return_base64": True}
         await measure(
@@ -171,6 +180,9 @@ async def bench_http(url: str, key: str, jpeg: bytes, requests: int) -> None:
             "HTTP remove-background (JSON in, PNG out)",
             lambda: post("/v1/remove-background", {"image": image}),
             requests,
+        )
+        await measure(
+            "HTTP remove-background (multipart in, PNG out)", lambda: upload("/v1/remove-background", {}), requests
         )
         await measure("HTTP GET /v1/credits", get_credits, requests)
 
