@@ -1,16 +1,12 @@
-"""The native image endpoints: replace-background (JSON) and remove-background (JSON or multipart)."""
+"""The native image endpoints: replace-background and remove-background, each taking JSON or a multipart upload."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
-from starlette.datastructures import UploadFile
 
 from gateway import operations
-from gateway.deps import AccountDep, Services, ServicesDep
+from gateway.deps import AccountDep, ServicesDep
 from gateway.idempotency import run_idempotent
-from gateway.images import image_from_bytes
 from gateway.routes._common import (
     ERRORS,
     JsonBombSafeRoute,
@@ -19,30 +15,43 @@ from gateway.routes._common import (
     json_response,
     request_id,
 )
+from gateway.routes._uploads import input_image, read_body, request_body
 from gateway.schemas import (
     RemoveBackgroundBase64Response,
     RemoveBackgroundRequest,
     ReplaceBackgroundRequest,
     ReplaceBackgroundResponse,
 )
-from replate.errors import ImageTooLarge, InvalidRequest
+from replate.errors import InvalidRequest
 from replate.imageio import content_type
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["images"], route_class=JsonBombSafeRoute)
 IDEMPOTENCY_DOC = "Idempotency-Key header: a retry with the same key and body is answered once and charged once."
 
 
-@router.post("/image/replace-background", response_model=ReplaceBackgroundResponse, description=IDEMPOTENCY_DOC)
-async def replace_background(
-    body: ReplaceBackgroundRequest, request: Request, services: ServicesDep, account_id: AccountDep
-) -> Response:
-    """Lift the subject and put it in front of a new scene (prompt, reference photo or colour). 5 credits/output."""
+REPLACE_PARTS = {"image": "image_url", "scene_image": "scene_image_url"}
+"""The file parts of a multipart replace-background, and the JSON field each stands for."""
+REMOVE_PARTS = {"image": "image", "file": "image"}
+"""`file` is the part's older name, kept for the clients that use it."""
+
+
+@router.post(
+    "/image/replace-background",
+    response_model=ReplaceBackgroundResponse,
+    openapi_extra=request_body(ReplaceBackgroundRequest, REPLACE_PARTS, required_parts=["image"]),
+    description=IDEMPOTENCY_DOC,
+)
+async def replace_background(request: Request, services: ServicesDep, account_id: AccountDep) -> Response:
+    """Lift the subject and put it in front of a new scene (prompt, reference photo or colour). 5 credits/output.
+    Send JSON (`image_url`, `scene_image_url`) or a multipart upload (file parts `image`, `scene_image`, and the
+    other fields as form fields)."""
 
     async def produce() -> Response:
-        image = await operations.read_image(services, body.image_url, "image_url")
-        scene_image = None
-        if body.scene_image_url:
-            scene_image = await operations.read_image(services, body.scene_image_url, "scene_image_url")
+        body, files = await read_body(request, services, ReplaceBackgroundRequest, REPLACE_PARTS, max_files=2)
+        image = await input_image(services, files, REPLACE_PARTS, "image_url", body.image_url)
+        if image is None:
+            raise InvalidRequest("image: send the photo as the file part `image` (or JSON `image_url`)")
+        scene_image = await input_image(services, files, REPLACE_PARTS, "scene_image_url", body.scene_image_url)
         options = operations.replace_options(services, body)
         delivered = await operations.replace_background(
             services,
@@ -73,45 +82,22 @@ async def replace_background(
     return await run_idempotent(request, services, account_id, produce)
 
 
-# The body is read by hand (JSON or multipart), so FastAPI lists no schema for it: it is given here, inline.
-REMOVE_BACKGROUND_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": RemoveBackgroundRequest.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "channels": {"type": "string", "enum": ["rgba", "alpha"], "default": "rgba"},
-                        "output_format": {"type": "string", "enum": ["png", "webp"], "default": "png"},
-                        "return_base64": {"type": "boolean", "default": False},
-                    },
-                }
-            },
-        },
-    }
-}
-
-
 @router.post(
     "/remove-background",
     response_model=RemoveBackgroundBase64Response,
     responses={200: {"content": {"image/png": {}, "image/webp": {}}, "description": "The cutout or the matte."}},
-    openapi_extra=REMOVE_BACKGROUND_BODY,
+    openapi_extra=request_body(RemoveBackgroundRequest, REMOVE_PARTS, required_parts=[]),
     description=IDEMPOTENCY_DOC,
 )
 async def remove_background(request: Request, services: ServicesDep, account_id: AccountDep) -> Response:
     """Cut the subject out with a true alpha matte: RGBA, or the 8-bit matte alone. 1 credit.
-    Send JSON (`image`) or a multipart upload (`file`)."""
+    Send JSON (`image`) or a multipart upload (file part `image`, or `file`)."""
 
     async def produce() -> Response:
-        body, uploaded = await _remove_background_input(request, services)
-        image = image_from_bytes(uploaded, services.limits) if uploaded is not None else None
+        body, files = await read_body(request, services, RemoveBackgroundRequest, REMOVE_PARTS)
+        image = await input_image(services, files, REMOVE_PARTS, "image", body.image)
         if image is None:
-            image = await operations.read_image(services, body.image, "image")
+            raise InvalidRequest("image: send the photo as the file part `image` (or JSON `image`)")
         options = operations.remove_options(services, body)
         delivered = await operations.remove_background(
             services, account_id, request_id(request), image=image, options=options, store=False
@@ -131,20 +117,3 @@ async def remove_background(request: Request, services: ServicesDep, account_id:
         return json_response(result, headers=headers)
 
     return await run_idempotent(request, services, account_id, produce)
-
-
-async def _remove_background_input(
-    request: Request, services: Services
-) -> tuple[RemoveBackgroundRequest, bytes | None]:
-    """The request's options and, for a multipart upload, the file's bytes."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return RemoveBackgroundRequest.model_validate_json(await request.body()), None
-    async with request.form(max_files=1, max_fields=10) as form:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise InvalidRequest("file: a multipart upload must carry the image in a `file` part")
-        data = await upload.read(services.settings.max_image_bytes + 1)
-        fields = {name: value for name, value in form.items() if name != "file" and isinstance(value, str)}
-    if len(data) > services.settings.max_image_bytes:
-        raise ImageTooLarge(f"file: the upload is over the {services.settings.max_image_bytes} byte limit")
-    return RemoveBackgroundRequest.model_validate({**fields, "image": ""}), data
