@@ -104,10 +104,16 @@ class RemoveBgParams(TypedDict, total=False):
 
 
 def replace_background(image: ImageInput, params: ReplaceParams) -> ApiCall[ReplaceResult]:
-    body: dict[str, Any] = {"image_url": image_field(image), **params}
-    if "scene_image" in body:
-        body["scene_image_url"] = image_field(body.pop("scene_image"))
-    return ApiCall("POST", "/v1/image/replace-background", _read_replace, json=body, is_billable=True)
+    """Local photos travel as multipart file parts (no base64 overhead); with URLs alone, the body is JSON."""
+    fields: dict[str, Any] = dict(params)
+    photos = {"image": image, "scene_image": fields.pop("scene_image", None)}
+    uploads = {part: ("image", _read_bytes(photo)) for part, photo in photos.items() if photo and not _is_url(photo)}
+    urls = {f"{part}_url": photo for part, photo in photos.items() if photo and part not in uploads}
+    path = "/v1/image/replace-background"
+    if not uploads:
+        return ApiCall("POST", path, _read_replace, json={**urls, **fields}, is_billable=True)
+    data = {name: _form_value(value) for name, value in {**urls, **fields}.items()}
+    return ApiCall("POST", path, _read_replace, data=data, files=uploads, is_billable=True)
 
 
 def remove_background(
@@ -117,7 +123,7 @@ def remove_background(
     fields = {"channels": channels, "output_format": output_format}
     if _is_url(image):
         return ApiCall("POST", "/v1/remove-background", _read_image, json={"image": image, **fields}, is_billable=True)
-    upload = {"file": ("image", _read_bytes(image))}
+    upload = {"image": ("image", _read_bytes(image))}
     return ApiCall("POST", "/v1/remove-background", _read_image, data=fields, files=upload, is_billable=True)
 
 
@@ -129,7 +135,7 @@ def bg_replace(image: ImageInput, params: BgReplaceParams) -> ApiCall[ImageResul
 
 
 def removebg(image: ImageInput, params: RemoveBgParams) -> ApiCall[ImageResult]:
-    data = {name: str(value).lower() if isinstance(value, bool) else value for name, value in params.items()}
+    data = {name: _form_value(value) for name, value in params.items()}
     if _is_url(image):
         return ApiCall("POST", "/v1.0/removebg", _read_image, data={"image_url": image, **data}, is_billable=True)
     upload = {"image_file": ("image", _read_bytes(image))}
@@ -180,6 +186,11 @@ def image_field(image: ImageInput) -> str:
     if _is_url(image):
         return str(image)
     return base64.b64encode(_read_bytes(image)).decode()
+
+
+def _form_value(value: object) -> str:
+    """A form field's text: booleans as JSON spells them, the rest as str() does."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _is_url(image: ImageInput) -> bool:

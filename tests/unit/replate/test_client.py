@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -99,3 +100,37 @@ def test_a_key_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
         Client("http://replate.test")
     monkeypatch.setenv("REPLATE_API_KEY", "rp_from_env")
     Client("http://replate.test").close()
+
+
+def test_replace_background_uploads_local_photos_as_file_parts() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(422, json={"error": {"code": "invalid_request", "message": "seen"}})
+
+    with Client("http://replate.test", "rp_key", transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(ApiError):
+            client.replace_background(
+                b"photo bytes", scene_image="https://example.com/beach.jpg", seed=7, harmonize=0.5
+            )
+        with pytest.raises(ApiError):
+            client.replace_background("https://example.com/shoe.jpg", bg_color="#ffffff", preserve_shadow=True)
+    upload, urls_only = seen
+    assert upload.headers["content-type"].startswith("multipart/form-data")
+    parts = upload.content.split(b"--" + upload.headers["content-type"].split("boundary=")[1].encode())
+    named = {
+        part.split(b'name="')[1].split(b'"')[0]: part.split(b"\r\n\r\n", 1)[1].rstrip(b"\r\n") for part in parts[1:-1]
+    }
+    assert named == {
+        b"image": b"photo bytes",
+        b"scene_image_url": b"https://example.com/beach.jpg",
+        b"seed": b"7",
+        b"harmonize": b"0.5",
+    }
+    assert urls_only.headers["content-type"] == "application/json"
+    assert json.loads(urls_only.content) == {
+        "image_url": "https://example.com/shoe.jpg",
+        "bg_color": "#ffffff",
+        "preserve_shadow": True,
+    }
