@@ -10,6 +10,7 @@ from replate import matting
 from replate.compose import compose
 from replate.errors import InvalidRequest, SubjectNotFound
 from replate.matting import ENGINE_NAMES, Matte, StudioMatting, create_engine, estimate_matte
+from replate.quality.dataset import generate_sample
 from tests.unit.replate.synthetic import StudioShot, render_studio_shot
 
 WIDTH, HEIGHT = 640, 430
@@ -231,3 +232,14 @@ def test_one_megapixel_timing_is_reported() -> None:
         f"studio matting 1250x840: {elapsed_ms:.0f} ms, alpha MAE {error.mean():.4f}, "
         f"outline MAE {error[edge].mean():.3f}, translucent-part MAE {error[shot.glass].mean():.3f}"
     )
+
+
+def test_small_image_soft_shadow_is_backdrop_and_product_stays_opaque() -> None:
+    # At 0.25 MP the penumbra is twice as steep per px as at 1 MP; the edge test must not wall it off as subject.
+    sample = generate_sample("soft_shadow", 1, 0.25, seed=2)
+    assert sample.backdrop == "studio"
+    alpha = StudioMatting().estimate(sample.image).alpha
+    kept_backdrop = np.count_nonzero(alpha[sample.alpha == 0] > 0)
+    interior = cv2.erode((sample.alpha == 1).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert kept_backdrop < 1000  # 2111 when the edge threshold did not grow below 1 MP
+    assert np.count_nonzero(alpha[interior] < 255) < 100
