@@ -31,7 +31,7 @@ async def charge_p50_ms(database_url: str, history: int) -> float:
     engine = create_engine(database_url)
     sessions = create_sessionmaker(engine)
     async with sessions.begin() as session:
-        account_id = (await create_account_key(session, f"bench-{uuid.uuid4().hex[:8]}")).account_id
+        account_id = (await create_account_key(session, f"bench-{uuid.uuid4().hex[:8]}", b"bench-secret")).account_id
         await session.run_sync(grant_credits, account_id, 10**9)
         if history:
             # settled holds: journal rows that net to zero, so the kept balance needs no change
