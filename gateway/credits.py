@@ -103,7 +103,7 @@ _JOURNAL_SUMS = select(
 
 
 def get_balance(session: Database, account_id: int) -> Balance:
-    row = (session.execute(_BALANCE, {"account_id": account_id})).one_or_none()
+    row = session.execute(_BALANCE, {"account_id": account_id}).one_or_none()
     return Balance(balance=row.balance, held=row.held) if row else Balance(balance=0, held=0)
 
 
