@@ -22,12 +22,14 @@ import asyncio
 import base64
 import functools
 import importlib
+import inspect
 import logging
 import statistics
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ PHASES = (
     ("gateway.operations", "read_image", "read image field (base64 + probe)"),
     ("gateway.credits", "hold_credits", "hold_credits"),
     ("gateway.credits", "capture_hold", "capture_hold"),
+    ("gateway.db", "Transactions.run", "ledger transaction, hop included (Transactions.run)"),
     ("gateway.app", "get_balance", "get_balance (HTTP middleware)"),
     ("gateway.routes.system", "get_balance", "get_balance (GET /v1/credits)"),
     ("gateway.grpc_api", "get_balance", "get_balance (gRPC)"),
@@ -75,14 +78,30 @@ class ServerSideTimes(logging.Handler):
             timings[OVERHEAD].append(float(duration_ms))
 
 
-def _timed(phase: str, function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+@contextmanager
+def _timer(phase: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase].append((time.perf_counter() - started) * 1000)
+
+
+def _timed(phase: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """The ledger's functions are synchronous units of work (run in a database thread on SQLite), the rest async."""
+    if not inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with _timer(phase):
+                return function(*args, **kwargs)
+
+        return run
+
     @functools.wraps(function)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
+        with _timer(phase):
             return await function(*args, **kwargs)
-        finally:
-            timings[phase].append((time.perf_counter() - started) * 1000)
 
     return wrapper
 

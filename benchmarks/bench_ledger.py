@@ -20,7 +20,7 @@ from sqlalchemy import insert
 
 from gateway.auth import create_account_key
 from gateway.credits import charge, grant_credits
-from gateway.db import CreditEntry, create_engine, create_sessionmaker
+from gateway.db import CreditEntry, Transactions, create_engine, create_sessionmaker
 from gateway.migrate import upgrade_database
 
 HISTORIES = (0, 10_000, 100_000)
@@ -31,20 +31,22 @@ async def charge_p50_ms(database_url: str, history: int) -> float:
     engine = create_engine(database_url)
     sessions = create_sessionmaker(engine)
     async with sessions.begin() as session:
-        account_id = (await create_account_key(session, f"bench-{uuid.uuid4().hex[:8]}")).account_id
-        await grant_credits(session, account_id, 10**9)
+        account_id = (await create_account_key(session, f"bench-{uuid.uuid4().hex[:8]}", b"bench-secret")).account_id
+        await session.run_sync(grant_credits, account_id, 10**9)
         if history:
             # settled holds: journal rows that net to zero, so the kept balance needs no change
             holds = [dict(account_id=account_id, kind="hold", amount=1, operation="old")] * (history // 2)
             hold_ids = (await session.execute(insert(CreditEntry).returning(CreditEntry.id), holds)).scalars().all()
             releases = [dict(account_id=account_id, kind="release", amount=1, hold_id=i) for i in hold_ids]
             await session.execute(insert(CreditEntry), releases)
+    transactions = Transactions(engine)
     latencies = []
     for _ in range(CHARGES):
         started = time.perf_counter()
-        async with charge(engine, account_id, 1, operation="bench"):
+        async with charge(transactions, account_id, 1, operation="bench"):
             pass
         latencies.append((time.perf_counter() - started) * 1000)
+    await transactions.dispose()
     await engine.dispose()
     return statistics.median(latencies)
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth import api_key_secret, create_account_key, key_exists, rehash_legacy_keys, revoke_key
-from gateway.credits import LedgerAudit, audit_ledger, get_balance, grant_credits
+from gateway.credits import LedgerAudit, audit_ledger, grant_credits
 from gateway.db import Account, ApiKey, create_engine, create_sessionmaker, utcnow
 from gateway.errors import NotFound
 from gateway.settings import Settings
@@ -31,7 +31,7 @@ async def create_key(settings: Settings, account_name: str, credits: int) -> str
     async with _transaction(settings) as session:
         new = await create_account_key(session, account_name, api_key_secret(settings))
         if credits > 0:
-            await grant_credits(session, new.account_id, credits)
+            await session.run_sync(grant_credits, new.account_id, credits)
     return new.key
 
 
@@ -44,7 +44,7 @@ async def bootstrap_key(settings: Settings, account_name: str, key: str, credits
             return False
         new = await create_account_key(session, account_name, secret, key)
         if credits > 0:
-            await grant_credits(session, new.account_id, credits)
+            await session.run_sync(grant_credits, new.account_id, credits)
     return True
 
 
@@ -71,8 +71,7 @@ async def grant(settings: Settings, account_name: str, credits: int) -> int:
         account_id = (await session.execute(select(Account.id).where(Account.name == account_name))).scalar()
         if account_id is None:
             raise NotFound(f"no account named {account_name!r}; create one with `replate keys create`")
-        await grant_credits(session, account_id, credits)
-        return (await get_balance(session, account_id)).available
+        return (await session.run_sync(grant_credits, account_id, credits)).available
 
 
 async def ensure_demo_key(settings: Settings, name: str, credits: int) -> str | None:
@@ -81,7 +80,7 @@ async def ensure_demo_key(settings: Settings, name: str, credits: int) -> str | 
         if (await session.execute(select(func.count(Account.id)))).scalar():
             return None
         new = await create_account_key(session, name, api_key_secret(settings))
-        await grant_credits(session, new.account_id, credits)
+        await session.run_sync(grant_credits, new.account_id, credits)
     return new.key
 
 
@@ -100,7 +99,7 @@ async def audit(settings: Settings) -> LedgerAudit:
             if connection.dialect.name == "postgresql":
                 await connection.execution_options(isolation_level="REPEATABLE READ")
             async with connection.begin():
-                return await audit_ledger(connection, utcnow() - timedelta(seconds=settings.hold_expiry_s))
+                return await connection.run_sync(audit_ledger, utcnow() - timedelta(seconds=settings.hold_expiry_s))
     finally:
         await engine.dispose()
 

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.admission import Admission, RateLimiter
 from gateway.auth import api_key_secret, rehash_legacy_keys
 from gateway.credits import available_credits, release_stale_holds, start_balance_report
-from gateway.db import create_engine, create_sessionmaker, reading, utcnow
+from gateway.db import Transactions, create_engine, create_sessionmaker, reading, utcnow
 from gateway.deps import Services, first_of
 from gateway.errors import RETRY_AFTER_S, DatabaseUnavailable, error_response, install_error_handlers
 from gateway.fetch import Resolver
@@ -58,6 +58,7 @@ def create_app(
             settings=settings,
             engine=engine,
             sessions=create_sessionmaker(engine),
+            transactions=Transactions(engine),
             reader=reading(engine),
             triton=triton,
             storage=create_storage(settings),
@@ -86,6 +87,7 @@ def create_app(
                     await task
             await _wait_for_settlements(services)
             await triton.close()
+            await services.transactions.dispose()
             await engine.dispose()
 
     app = FastAPI(
@@ -149,7 +151,7 @@ async def _keep_house(services: Services) -> None:
     while not services.stopping.is_set():
         try:
             async with services.sessions.begin() as session:
-                released = await release_stale_holds(session, utcnow() - release_after)
+                released = await session.run_sync(release_stale_holds, utcnow() - release_after)
                 await delete_expired_keys(session)
             deleted = await services.storage.delete_older_than(services.settings.output_retention_s)
             if released:

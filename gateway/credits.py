@@ -3,26 +3,29 @@
 Every movement is a journal entry (append-only, the record) and, in the same transaction, a change of the account's
 `balance` and `held` columns (the journal's sums, kept so that a balance costs one row to read; `ledger_mismatches`
 checks that the two agree). Available = balance - held, always >= 0 (a check constraint, and `hold_credits` moves
-credits only while enough are available, in one conditional UPDATE). Every function here works inside the caller's
-transaction and never commits on its own.
+credits only while enough are available, in one conditional UPDATE). Every function here is a synchronous unit of
+work inside the caller's transaction and never commits on its own: async code runs it whole with
+`AsyncConnection.run_sync` / `AsyncSession.run_sync`, or `db.Transactions.run` (the request path: one thread hop per
+transaction on SQLite, none on PostgreSQL).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import anyio
-from sqlalchemy import ColumnElement, Select, bindparam, case, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, case, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Executable
 
-from gateway.db import ENTRY_KINDS, UNFINISHED_PREDICTION_STATUSES, Account, CreditEntry, Prediction
+from gateway._tasks import run_to_end
+from gateway.db import ENTRY_KINDS, UNFINISHED_PREDICTION_STATUSES, Account, CreditEntry, Prediction, Transactions
 from gateway.errors import InsufficientCredits
 
 
@@ -38,7 +41,7 @@ class Balance:
         return self.balance - self.held
 
 
-Database = AsyncConnection | AsyncSession
+Database = Connection | Session
 """Where ledger statements run: a Core connection on the request path (cheaper), the ORM session of a caller that
 also writes ORM objects in the same transaction (predictions)."""
 
@@ -99,8 +102,8 @@ _JOURNAL_SUMS = select(
 ).group_by(CreditEntry.account_id)
 
 
-async def get_balance(session: Database, account_id: int) -> Balance:
-    row = (await session.execute(_BALANCE, {"account_id": account_id})).one_or_none()
+def get_balance(session: Database, account_id: int) -> Balance:
+    row = session.execute(_BALANCE, {"account_id": account_id}).one_or_none()
     return Balance(balance=row.balance, held=row.held) if row else Balance(balance=0, held=0)
 
 
@@ -109,73 +112,71 @@ async def available_credits(reader: AsyncEngine, account_id: int, report: Balanc
     if report.available is not None:
         return report.available
     async with reader.connect() as connection:
-        return (await get_balance(connection, account_id)).available
+        return (await connection.run_sync(get_balance, account_id)).available
 
 
-async def _move(
+def _move(
     session: Database, account_id: int, *, to_balance: int = 0, to_held: int = 0, statement: Executable = _MOVE
 ) -> Balance | None:
     """Change the account's balance and held credits; the balance after, or None when `statement`'s condition
     left the row alone."""
     values = {"account_id": account_id, "to_balance": to_balance, "to_held": to_held}
-    row = (await session.execute(statement, values)).one_or_none()
+    row = session.execute(statement, values).one_or_none()
     return Balance(balance=row.balance, held=row.held) if row else None
 
 
-async def grant_credits(session: Database, account_id: int, amount: int, *, reason: str = "grant") -> Balance:
+def grant_credits(session: Database, account_id: int, amount: int, *, reason: str = "grant") -> Balance:
     if amount <= 0:
         raise ValueError("a grant must be positive")
-    await _insert_entry(session, account_id=account_id, kind="grant", amount=amount, operation=reason)
-    balance = await _move(session, account_id, to_balance=amount)
+    _insert_entry(session, account_id=account_id, kind="grant", amount=amount, operation=reason)
+    balance = _move(session, account_id, to_balance=amount)
     assert balance is not None, "the account exists: its journal entry was just written"
     return balance
 
 
-async def hold_credits(
-    session: Database, account_id: int, amount: int, *, operation: str, request_id: str = ""
-) -> Hold:
+def hold_credits(session: Database, account_id: int, amount: int, *, operation: str, request_id: str = "") -> Hold:
     """Reserve `amount` credits or raise InsufficientCredits; nothing is written then."""
-    if await _move(session, account_id, to_held=amount, statement=_HOLD) is None:
-        available = (await get_balance(session, account_id)).available
+    if _move(session, account_id, to_held=amount, statement=_HOLD) is None:
+        available = get_balance(session, account_id).available
         raise InsufficientCredits(
             f"Not enough credits: this request costs {amount} and {available} are available; buy or grant more"
         )
-    hold_id = await _insert_entry(
+    hold_id = _insert_entry(
         session, account_id=account_id, kind="hold", amount=amount, operation=operation, request_id=request_id
     )
     return Hold(id=hold_id, account_id=account_id, amount=amount)
 
 
-async def capture_hold(session: Database, hold: Hold) -> Balance:
+def capture_hold(session: Database, hold: Hold) -> Balance:
     """Turn the hold into a charge; returns the account's balance after it. A hold is settled exactly once (unique
     index on hold_id: a second settlement fails before any balance moves)."""
-    return await _settle(session, hold, "capture", to_balance=-hold.amount)
+    return _settle(session, hold, "capture", to_balance=-hold.amount)
 
 
-async def release_hold(session: Database, hold: Hold) -> Balance:
+def release_hold(session: Database, hold: Hold) -> Balance:
     """Give the held credits back: the request failed, nothing is charged."""
-    return await _settle(session, hold, "release", to_balance=0)
+    return _settle(session, hold, "release", to_balance=0)
 
 
-async def _settle(session: Database, hold: Hold, kind: str, *, to_balance: int) -> Balance:
-    await _insert_entry(session, account_id=hold.account_id, kind=kind, amount=hold.amount, hold_id=hold.id)
-    balance = await _move(session, hold.account_id, to_balance=to_balance, to_held=-hold.amount)
+def _settle(session: Database, hold: Hold, kind: str, *, to_balance: int) -> Balance:
+    _insert_entry(session, account_id=hold.account_id, kind=kind, amount=hold.amount, hold_id=hold.id)
+    balance = _move(session, hold.account_id, to_balance=to_balance, to_held=-hold.amount)
     assert balance is not None, "the account exists: it holds this hold"
     return balance
 
 
-async def _insert_entry(session: Database, **values: object) -> int:
+def _insert_entry(session: Database, **values: object) -> int:
     """A Core INSERT: the hot path skips the ORM's unit of work (this runs twice per billed request)."""
-    return (await session.execute(_INSERT_ENTRY, values)).scalar_one()
+    return session.execute(_INSERT_ENTRY, values).scalar_one()
 
 
-async def ledger_mismatches(session: Database) -> dict[int, tuple[Balance, Balance]]:
+def ledger_mismatches(session: Database) -> dict[int, tuple[Balance, Balance]]:
     """Accounts whose balance and held credits differ from their journal's sums: {account: (kept, journal)}. Empty
     when the ledger is consistent."""
-    accounts = await session.execute(select(Account.id, Account.balance, Account.held))
+    accounts = session.execute(select(Account.id, Account.balance, Account.held))
     kept = {account_id: Balance(balance, held) for account_id, balance, held in accounts}
     sums: dict[int, Balance] = {}
-    for account_id, granted, held, captured, released in await session.execute(_JOURNAL_SUMS):
+    for account_id, granted, held, captured, released in session.execute(_JOURNAL_SUMS):
         sums[account_id] = Balance(balance=granted - captured, held=held - captured - released)
     empty = Balance(0, 0)
     return {
@@ -187,23 +188,31 @@ async def ledger_mismatches(session: Database) -> dict[int, tuple[Balance, Balan
 
 @asynccontextmanager
 async def charge(
-    engine: AsyncEngine, account_id: int, amount: int, *, operation: str, request_id: str = ""
+    transactions: Transactions, account_id: int, amount: int, *, operation: str, request_id: str = ""
 ) -> AsyncIterator[Hold]:
     """Hold `amount` for the block; capture it if the block succeeds, release it on any failure, cancellation
-    included (the release is shielded, so a client that hangs up cannot leave credits held)."""
-    async with engine.begin() as connection:
-        hold = await hold_credits(connection, account_id, amount, operation=operation, request_id=request_id)
+    included. Each transaction runs to its end whatever happens to the request meanwhile (a database thread commits
+    whatever its caller does): a request cancelled while its hold is written releases the hold before the
+    cancellation goes on, one cancelled while it settles waits for the settlement, so no hold is left open."""
+    holding = asyncio.ensure_future(
+        transactions.run(hold_credits, account_id, amount, operation=operation, request_id=request_id)
+    )
+    try:
+        hold = await run_to_end(holding)
+    except asyncio.CancelledError:
+        if not holding.cancelled() and holding.exception() is None:
+            await _settle_to_end(transactions, release_hold, holding.result())
+        raise
     try:
         yield hold
     except BaseException:
-        with anyio.CancelScope(shield=True):
-            async with engine.begin() as connection:
-                balance = await release_hold(connection, hold)
-            report_balance(balance)
+        await _settle_to_end(transactions, release_hold, hold)
         raise
-    async with engine.begin() as connection:
-        balance = await capture_hold(connection, hold)
-    report_balance(balance)
+    await _settle_to_end(transactions, capture_hold, hold)
+
+
+async def _settle_to_end(transactions: Transactions, settle: Callable[[Database, Hold], Balance], hold: Hold) -> None:
+    report_balance(await run_to_end(transactions.run(settle, hold)))
 
 
 def unsettled_holds(*columns: ColumnElement[Any]) -> Select[Any]:
@@ -225,12 +234,12 @@ def _abandoned_holds(created_before: datetime) -> Select[Any]:
     )
 
 
-async def release_stale_holds(session: Database, created_before: datetime) -> int:
+def release_stale_holds(session: Database, created_before: datetime) -> int:
     """Release holds that nobody settled: their gateway died between hold and capture/release. Only holds older
     than any request can live (`Settings.hold_release_after_s`) are touched, so no live request loses its hold."""
-    stale = (await session.execute(_abandoned_holds(created_before))).all()
+    stale = session.execute(_abandoned_holds(created_before)).all()
     for hold_id, account_id, amount, _created_at in stale:
-        await release_hold(session, Hold(id=hold_id, account_id=account_id, amount=amount))
+        release_hold(session, Hold(id=hold_id, account_id=account_id, amount=amount))
     return len(stale)
 
 
@@ -252,17 +261,17 @@ class LedgerAudit:
         return not self.mismatches and not self.expired_holds
 
 
-async def audit_ledger(session: Database, expired_before: datetime) -> LedgerAudit:
+def audit_ledger(session: Database, expired_before: datetime) -> LedgerAudit:
     """Check the whole ledger in one transaction: see LedgerAudit. Holds taken before `expired_before` (now minus
     the hold expiry) and still open are expired."""
-    accounts = (await session.execute(select(func.count(Account.id)))).scalar_one()
-    entries = (await session.execute(select(func.count(CreditEntry.id)))).scalar_one()
-    open_holds = (await session.execute(unsettled_holds(func.count(CreditEntry.id)))).scalar_one()
-    expired = [tuple(row) for row in await session.execute(_abandoned_holds(expired_before))]
+    accounts = session.execute(select(func.count(Account.id))).scalar_one()
+    entries = session.execute(select(func.count(CreditEntry.id))).scalar_one()
+    open_holds = session.execute(unsettled_holds(func.count(CreditEntry.id))).scalar_one()
+    expired = [tuple(row) for row in session.execute(_abandoned_holds(expired_before))]
     return LedgerAudit(
         accounts=accounts,
         entries=entries,
         open_holds=open_holds,
-        mismatches=await ledger_mismatches(session),
+        mismatches=ledger_mismatches(session),
         expired_holds=expired,  # type: ignore[arg-type]
     )

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Concatenate, ParamSpec, TypeVar
 
+import sqlalchemy
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -20,6 +26,7 @@ from sqlalchemy import (
     make_url,
     text,
 )
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -161,8 +168,8 @@ def create_engine(url: str, *, sqlite_foreign_keys: bool = True) -> AsyncEngine:
     change a table is to copy it and drop the old one, which enforced keys forbid (they are checked afterwards)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(parsed, connect_args={"timeout": 30})
-        _serialize_sqlite_writers(engine, sqlite_foreign_keys)
+        engine = create_async_engine(parsed, connect_args=SQLITE_CONNECT_ARGS)
+        _serialize_sqlite_writers(engine.sync_engine, sqlite_foreign_keys)
     else:
         connect_args = {}
         if "search_path" in parsed.query:
@@ -171,23 +178,27 @@ def create_engine(url: str, *, sqlite_foreign_keys: bool = True) -> AsyncEngine:
         engine = create_async_engine(
             parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
         )
-    _report_outages(engine)
+    _report_outages(engine.sync_engine)
     return engine
 
 
-def _report_outages(engine: AsyncEngine) -> None:
+SQLITE_CONNECT_ARGS = {"timeout": 30}
+"""How long a SQLite connection waits for another's write lock, in seconds."""
+
+
+def _report_outages(engine: Engine) -> None:
     """A database that refuses connections, is starting or stopping, or drops a connection raises
     DatabaseUnavailable (503 `unavailable`, gRPC UNAVAILABLE), wherever the statement ran; other database errors
     (constraints, bugs) are left as they are. The pool still reconnects after an outage (pre-ping is left alone)."""
 
-    @event.listens_for(engine.sync_engine, "do_connect")
+    @event.listens_for(engine, "do_connect")
     def _connect(dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
         try:
             return dialect.connect(*cargs, **cparams)
         except OSError as exc:  # asyncpg's "connection refused" is a bare OSError, unseen by handle_error
             raise DatabaseUnavailable(DATABASE_DOWN) from exc
 
-    @event.listens_for(engine.sync_engine, "handle_error")
+    @event.listens_for(engine, "handle_error")
     def _translate(context) -> None:  # type: ignore[no-untyped-def]
         if context.is_pre_ping or not isinstance(context.original_exception, Exception):
             return  # pre-ping reconnects by itself; a cancellation (BaseException) must stay a cancellation
@@ -198,12 +209,12 @@ def _report_outages(engine: AsyncEngine) -> None:
 DATABASE_DOWN = "the database is unavailable; try again shortly"
 
 
-def _serialize_sqlite_writers(engine: AsyncEngine, foreign_keys: bool) -> None:
+def _serialize_sqlite_writers(engine: Engine, foreign_keys: bool) -> None:
     """SQLite has no SELECT ... FOR UPDATE: every transaction takes the write lock up front (BEGIN IMMEDIATE),
     so that reading the available credits and writing the hold are one atomic step. WAL with synchronous=NORMAL:
     a commit survives a crash of the process; a power loss may undo the last ones, never half of one."""
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -212,7 +223,7 @@ def _serialize_sqlite_writers(engine: AsyncEngine, foreign_keys: bool) -> None:
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
         if not connection.get_execution_options().get(READ_ONLY):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -221,6 +232,60 @@ def _serialize_sqlite_writers(engine: AsyncEngine, foreign_keys: bool) -> None:
 READ_ONLY = "replate_read_only"
 """An execution option: on SQLite, such connections take no write lock and run each statement on its own (WAL gives
 each one a consistent snapshot), so a read neither waits for writers nor pays for a transaction."""
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Transactions:
+    """Runs a unit of work (a synchronous function of a Connection) in one write transaction of `engine`'s database,
+    at the least cost in thread hops. PostgreSQL: on the async engine through `run_sync` (asyncpg needs no thread).
+    SQLite: the whole transaction in one hop to a thread of its own, on a pysqlite engine over the same file with
+    the same connection rules; through aiosqlite every statement, BEGIN and COMMIT included, is a hop of its own (a
+    hold is four). Call `dispose` when done."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sqlite = _SqliteThread.open(engine.url) if engine.url.get_backend_name() == "sqlite" else None
+
+    async def run(self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`work(connection, *args, **kwargs)` inside a transaction, committed when it returns."""
+        if self._sqlite is not None:
+            return await self._sqlite.run(lambda connection: work(connection, *args, **kwargs))
+        async with self.engine.begin() as connection:
+            return await connection.run_sync(work, *args, **kwargs)
+
+    async def dispose(self) -> None:
+        if self._sqlite is not None:
+            await self._sqlite.dispose()
+
+
+@dataclass(frozen=True)
+class _SqliteThread:
+    """A pysqlite engine used from one thread: SQLite runs one write transaction at a time anyway, and its
+    connection never changes thread."""
+
+    engine: Engine
+    executor: ThreadPoolExecutor
+
+    @classmethod
+    def open(cls, url: URL) -> _SqliteThread:
+        engine = sqlalchemy.create_engine(url.set(drivername="sqlite+pysqlite"), connect_args=SQLITE_CONNECT_ARGS)
+        _serialize_sqlite_writers(engine, foreign_keys=True)
+        _report_outages(engine)
+        return cls(engine, ThreadPoolExecutor(1, thread_name_prefix="replate-sqlite"))
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._in_transaction, work)
+
+    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as connection:
+            return work(connection)
+
+    async def dispose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.engine.dispose)
+        self.executor.shutdown()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.admission import Admission, RateLimiter
 from gateway.auth import authenticate
+from gateway.db import Transactions
 from gateway.fetch import FetchPolicy, Resolver
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -27,6 +28,8 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    transactions: Transactions
+    """For the request path's ledger transactions (gateway.credits.charge)."""
     reader: AsyncEngine
     """For reads on the request path (db.reading): Core connections, which cost less than ORM sessions."""
     triton: Pipelines

@@ -219,7 +219,7 @@ class ReplateServicer(replate_pb2_grpc.ReplateServicer):
 
     async def _get_balance(self, caller: _Caller) -> tuple[pb.Balance, None]:
         async with self.services.reader.connect() as connection:
-            balance = await get_balance(connection, caller.account_id)
+            balance = await connection.run_sync(get_balance, caller.account_id)
         report_balance(balance)
         return pb.Balance(balance=balance.balance, held=balance.held, available=balance.available), None
 

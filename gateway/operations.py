@@ -147,7 +147,7 @@ async def _run_charged(
     services.rate_limiter.check(account_id)
     async with services.admission.request_slot():
         timeout_s = _timeout_s(services, deadline)
-        async with charge(services.engine, account_id, price, operation=model, request_id=request_id):
+        async with charge(services.transactions, account_id, price, operation=model, request_id=request_id):
             scene_data = scene_image.data if scene_image else None
             output = await call_pipeline(services, model, image.data, params, scene_data, timeout_s=timeout_s)
             if store:

@@ -74,7 +74,9 @@ async def submit(services: Services, account_id: int, job: Job, image: InputImag
     services.rate_limiter.check(account_id)
     prediction_id = secrets.token_hex(16)
     async with services.sessions.begin() as session:
-        hold = await hold_credits(session, account_id, job.credits, operation=job.model, request_id=prediction_id)
+        hold = await session.run_sync(
+            hold_credits, account_id, job.credits, operation=job.model, request_id=prediction_id
+        )
         prediction = Prediction(
             id=prediction_id,
             account_id=account_id,
@@ -111,7 +113,7 @@ async def cancel(services: Services, account_id: int, prediction_id: str) -> Pre
     async with services.sessions.begin() as session:
         prediction = await _owned(session, account_id, prediction_id, lock=True)
         if prediction.status in UNFINISHED_PREDICTION_STATUSES:
-            await release_hold(session, _hold_of(prediction))
+            await session.run_sync(release_hold, _hold_of(prediction))
             prediction.status = "canceled"
             prediction.completed_at = utcnow()
             prediction.input_image = None
@@ -231,11 +233,11 @@ class PredictionWorker:
             prediction.completed_at = utcnow()
             prediction.input_image = None
             if isinstance(outcome, ReplateError):
-                await release_hold(session, _hold_of(prediction))
+                await session.run_sync(release_hold, _hold_of(prediction))
                 prediction.status = "failed"
                 prediction.error = {"code": outcome.code, "message": _client_message(outcome)}
             else:
-                await capture_hold(session, _hold_of(prediction))
+                await session.run_sync(capture_hold, _hold_of(prediction))
                 prediction.status = "succeeded"
                 prediction.output = outcome
         if isinstance(outcome, list):

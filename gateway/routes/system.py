@@ -20,7 +20,7 @@ router = APIRouter()
 @router.get("/v1/credits", response_model=CreditsResponse, tags=["account"], responses={401: {"model": ErrorBody}})
 async def credits(services: ServicesDep, account_id: AccountDep) -> CreditsResponse:
     async with services.reader.connect() as connection:
-        balance = await get_balance(connection, account_id)
+        balance = await connection.run_sync(get_balance, account_id)
     report_balance(balance)
     return CreditsResponse(balance=balance.balance, held=balance.held, available=balance.available)
 

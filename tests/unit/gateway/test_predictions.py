@@ -157,7 +157,7 @@ async def test_a_queued_predictions_hold_is_not_swept(db_settings: Settings, db_
         await client.post("/v1/run", json=run_body(studio_png), headers=auth(key))
     engine = create_engine(db_settings.database_url)
     async with create_sessionmaker(engine).begin() as session:
-        assert await release_stale_holds(session, utcnow() + timedelta(days=1)) == 0
+        assert await session.run_sync(release_stale_holds, utcnow() + timedelta(days=1)) == 0
     await engine.dispose()
 
 
