@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -23,3 +23,16 @@ async def run_to_end(work: Coroutine[Any, Any, T] | asyncio.Future[T]) -> T:
     if cancelled is not None:
         raise cancelled
     return task.result()
+
+
+async def run_or_undo(work: Coroutine[Any, Any, T], undo: Callable[[T], Awaitable[object]]) -> T:
+    """`run_to_end(work)`, for work whose effect outlives the caller (a committed hold, a claimed key): when the
+    caller was cancelled meanwhile and the work succeeded, `undo(result)` runs to its end before the cancellation
+    goes on, since nobody is left to use the result."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await run_to_end(task)
+    except asyncio.CancelledError:
+        if not task.cancelled() and task.exception() is None:
+            await run_to_end(undo(task.result()))  # type: ignore[arg-type]
+        raise

@@ -11,7 +11,6 @@ transaction on SQLite, none on PostgreSQL).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Executable
 
-from gateway._tasks import run_to_end
+from gateway._tasks import run_or_undo, run_to_end
 from gateway.db import ENTRY_KINDS, UNFINISHED_PREDICTION_STATUSES, Account, CreditEntry, Prediction, Transactions
 from gateway.errors import InsufficientCredits
 
@@ -194,15 +193,10 @@ async def charge(
     included. Each transaction runs to its end whatever happens to the request meanwhile (a database thread commits
     whatever its caller does): a request cancelled while its hold is written releases the hold before the
     cancellation goes on, one cancelled while it settles waits for the settlement, so no hold is left open."""
-    holding = asyncio.ensure_future(
-        transactions.run(hold_credits, account_id, amount, operation=operation, request_id=request_id)
+    hold = await run_or_undo(
+        transactions.run(hold_credits, account_id, amount, operation=operation, request_id=request_id),
+        lambda hold: _settle_to_end(transactions, release_hold, hold),
     )
-    try:
-        hold = await run_to_end(holding)
-    except asyncio.CancelledError:
-        if not holding.cancelled() and holding.exception() is None:
-            await _settle_to_end(transactions, release_hold, holding.result())
-        raise
     try:
         yield hold
     except BaseException:

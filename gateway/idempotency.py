@@ -13,12 +13,12 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-import anyio
 from fastapi import Request, Response
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway._tasks import run_or_undo, run_to_end
 from gateway.db import IdempotencyKey, as_utc, utcnow
 from gateway.deps import Services
 from gateway.errors import IdempotencyKeyReused
@@ -41,8 +41,14 @@ async def run_idempotent(
         raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
     fingerprint = hashlib.sha256(request.method.encode() + request.url.path.encode() + await request.body()).hexdigest()
     abandoned_after = timedelta(seconds=services.settings.triton_timeout_s + 60)
+
+    async def unclaim(claimed: bool) -> None:
+        if claimed:
+            await _forget(services, account_id, key)
+
     while True:
-        if await _claim(services, account_id, key, fingerprint):
+        # a claim committed under a cancelled request is forgotten at once: a retry must not wait for it to expire
+        if await run_or_undo(_claim(services, account_id, key, fingerprint), unclaim):
             break
         replay = await _completed_response(services, account_id, key, fingerprint, abandoned_after)
         if replay is not None:
@@ -50,8 +56,7 @@ async def run_idempotent(
     try:
         response = await produce()
     except BaseException:
-        with anyio.CancelScope(shield=True):
-            await _forget(services, account_id, key)
+        await run_to_end(_forget(services, account_id, key))
         raise
     if 200 <= response.status_code < 300:
         await _complete(services, account_id, key, response)

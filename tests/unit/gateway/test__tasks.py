@@ -3,7 +3,7 @@ import asyncio
 import anyio
 import pytest
 
-from gateway._tasks import run_to_end
+from gateway._tasks import run_or_undo, run_to_end
 
 
 async def slow_work(log: list[str]) -> str:
@@ -42,3 +42,19 @@ async def test_an_anyio_cancel_scope_waits_for_the_work() -> None:
     with anyio.move_on_after(0.01) as scope:
         await run_to_end(slow_work(log))
     assert scope.cancelled_caught and log == ["done"]
+
+
+async def test_work_done_under_a_cancellation_is_undone_and_the_cancellation_goes_on() -> None:
+    undone: list[str] = []
+
+    async def undo(result: str) -> None:
+        await asyncio.sleep(0.01)
+        undone.append(result)
+
+    waiter = asyncio.create_task(run_or_undo(slow_work([]), undo))
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert undone == ["result"]
+    assert await run_or_undo(slow_work([]), undo) == "result" and undone == ["result"], "left alone: nothing undone"

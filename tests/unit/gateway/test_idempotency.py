@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from gateway import idempotency
 from replate.errors import Unavailable
 from tests.conftest import data_url
 from tests.unit.gateway.conftest import auth
 from tests.unit.gateway.test_admission import wait_until
+
+REPLACE = "/v1/image/replace-background"
 
 
 def request_body(studio_png: bytes, color: str = "#ffffff") -> dict[str, object]:
@@ -90,3 +95,33 @@ async def test_a_failed_attempt_can_be_retried_with_the_same_key(db_client, db_m
     retried = await db_client.post("/v1/image/replace-background", json=request_body(studio_png), headers=headers)
     assert retried.status_code == 200 and "idempotent-replayed" not in retried.headers
     assert retried.headers["x-remaining-credits"] == "95"
+
+
+async def test_a_request_cancelled_twice_leaves_its_key_free_for_the_retry(
+    db_client, db_make_key, studio_png, pipelines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client gone mid-inference, then a second cancellation (the server shutting down, say) while the key is
+    being forgotten: the key is still forgotten, so the retry runs at once instead of waiting for it to expire."""
+    key = await db_make_key(100)
+    headers = {**auth(key), "Idempotency-Key": "order-cancelled"}
+    pipelines.gate = asyncio.Event()
+    forget = idempotency._forget
+    request: list[asyncio.Task] = []
+
+    async def forget_while_cancelled_again(*args: object) -> None:
+        request[0].cancel()
+        await asyncio.sleep(0)  # where the second cancellation lands
+        await forget(*args)
+
+    monkeypatch.setattr(idempotency, "_forget", forget_while_cancelled_again)
+    request.append(asyncio.create_task(db_client.post(REPLACE, json=request_body(studio_png), headers=headers)))
+    await wait_until(lambda: pipelines.calls == ["replace_background"])
+    request[0].cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request[0]
+    monkeypatch.undo()
+    pipelines.gate.set()
+    retry = await asyncio.wait_for(db_client.post(REPLACE, json=request_body(studio_png), headers=headers), 10)
+    assert retry.status_code == 200 and "idempotent-replayed" not in retry.headers
+    assert retry.headers["x-remaining-credits"] == "95", "the cancelled attempt charged nothing"
+    assert pipelines.calls == ["replace_background"] * 2
