@@ -286,23 +286,6 @@ async def test_concurrent_charges_never_overdraw(engine, transactions, sessions)
     assert await ledger_state(sessions, account) == (Balance(50, 50), 10, {})
 
 
-async def test_concurrent_holds_never_overdraw(sessions) -> None:
-    account = await new_account(sessions, 50)
-
-    async def try_hold() -> bool:
-        try:
-            async with sessions.begin() as session:
-                await session.run_sync(hold_credits, account, 5, operation="test")
-        except InsufficientCredits:
-            return False
-        return True
-
-    results = await asyncio.gather(*(try_hold() for _ in range(60)))
-    assert sum(results) == 10
-    final = await balance_of(sessions, account)
-    assert (final.available, final.held) == (0, 50)
-
-
 async def test_stale_holds_are_released_and_fresh_ones_kept(sessions) -> None:
     account = await new_account(sessions, 30)
     async with sessions.begin() as session:
