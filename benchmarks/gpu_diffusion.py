@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import ctypes
 import json
+import pstats
 import shutil
 import sys
 import tempfile
@@ -33,14 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_diffusion import BATCHES, Report, run_benchmark
+from benchmarks.bench_diffusion import BATCHES, Report, run_benchmark, scene_request
 from export.diffusion import TinyModels, build_tiny, export_build
 from export.diffusion.build import MANIFEST, add_component, finish_build, new_manifest
 from export.diffusion.components import Component, load_components
 from export.diffusion.onnx_export import ParityError
 from export.diffusion.tensorrt import TensorRTUnavailable, require_tensorrt
 from export.diffusion.tiny import save_ip_adapter
-from replate.diffusion import load_build
+from replate.diffusion import Build, Components, generate, load_build
 
 CUDA_DRIVER = "libcuda.so.1"
 BUDGET_MS = 12_000  # per 1.05 MP image on one GPU (docs/performance.md)
@@ -323,9 +325,11 @@ def measure_torch(
     fp16: bool = True,
     repeat: int,
     request_repeat: int,
+    profile: Path | None = None,
 ) -> Report:
     """Random full-size models written and loaded as export.diffusion loads an operator's folders, then timed as
-    TorchComponents on device. out/build-<family>-torch gets the manifest and assets (no model files)."""
+    TorchComponents on device. out/build-<family>-torch gets the manifest and assets (no model files). With
+    `profile`, one more whole request runs under cProfile and its top functions go to that file."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="models-", dir=out) as tmp:
         models = write_models(Path(tmp), architecture)
@@ -337,16 +341,23 @@ def measure_torch(
         build_dir = out / f"build-{architecture.family}-torch"
         finish_build(models.pipeline, build_dir, manifest)
         runner = TorchComponents(components, dtypes, device)  # on the device before the model files go
+    build = load_build(build_dir)
     benchmark = run_benchmark(
-        load_build(build_dir),
-        manifest,
-        runner,
-        setting=setting,
-        batches=BATCHES,
-        repeat=repeat,
-        request_repeat=request_repeat,
+        build, manifest, runner, setting=setting, batches=BATCHES, repeat=repeat, request_repeat=request_repeat
     )
-    return asyncio.run(benchmark)
+    report = asyncio.run(benchmark)
+    if profile is not None:
+        profile_request(build, runner, setting["steps"], profile)
+    return report
+
+
+def profile_request(build: Build, components: Components, steps: int, path: Path) -> None:
+    """One whole request under cProfile: the 40 functions with the most time of their own, written to path."""
+    request = scene_request(build.manifest.default_size, steps)
+    with cProfile.Profile() as profiler:
+        asyncio.run(generate(request, build, components))
+    with path.open("w") as out:
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(40)
 
 
 def write_results(out: Path, report: Report, name: str) -> str:
@@ -385,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     repeats = {"repeat": args.repeat, "request_repeat": args.request_repeat}
     if args.runtime == "torch":
-        report = measure_torch(args.out, architecture, setting, **repeats)
+        report = measure_torch(args.out, architecture, setting, **repeats, profile=args.profile)
         print(write_results(args.out, report, f"{RESULTS}_torch_{args.family}"))
         return 0
     try:
@@ -424,6 +435,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--family", choices=tuple(ARCHITECTURES), default="sdxl")
     parser.add_argument("--out", type=Path, required=True, help="results, and the build reused by a rerun")
     parser.add_argument("--runtime", choices=RUNTIMES, default="tensorrt", help="torch: no TensorRT, no export")
+    parser.add_argument("--profile", type=Path, help="torch: profile one more request (cProfile), top functions here")
     parser.add_argument("--max-batch", type=int, default=8, help="the engines' largest batch (Triton max_batch_size)")
     parser.add_argument("--steps", type=int, default=STEPS, help="denoising steps of the whole request")
     parser.add_argument("--repeat", type=int, default=10, help="timed calls per component (after a warm-up)")
