@@ -10,8 +10,9 @@ Both engines start from the segmenter's coarse mask, which `auto` computes once.
    mask instead (IoU >= 0.8): that refused the studio engine on heads of hair, where it is 3x better than the
    learned one, because the segmenter misses the strands the studio engine keeps;
 3. the studio cut, given the segmenter's sure core as a prior (`subject_prior`), keeps at least
-   1 - `MAX_CORE_LOST` of that core: a subject the colour of its backdrop (white on white) loses much of it, and
-   the learned engine is the better one there.
+   1 - `MAX_CORE_LOST` of that core (alpha above 0): a subject the colour of its backdrop (white on white) loses
+   much of it, and the learned engine is the better one there. A glass body the studio engine gave a faint alpha
+   is kept, not lost (counting alpha below 128 as lost sent the glass samples to the learned engine).
 
 Otherwise, or when the studio engine finds no subject, the learned engine refines the same coarse mask. The
 returned Matte's `engine` always names the engine that made it.
@@ -80,7 +81,7 @@ class AutoMatting:
             matte = self._studio.estimate(image, subject_prior=core, backdrop=backdrop)
         except SubjectNotFound:
             return None
-        lost = np.count_nonzero(core & (matte.alpha < 128)) / max(1, np.count_nonzero(core))
+        lost = np.count_nonzero(core & (matte.alpha == 0)) / max(1, np.count_nonzero(core))
         return matte if lost <= MAX_CORE_LOST else None
 
 

@@ -90,6 +90,17 @@ _RIDGE = 1e-5
 _GAP_CLOSING_FRACTION = 1 / 200
 _POROUS_WINDOW_FRACTION = 1 / 100
 _POROUS_GAP_SHARE = 0.02
+# Translucent interior (a glass body inside its rim): a faint region of the definite subject (nearer the backdrop
+# than half the densest subject within ~long side / 10), at least 0.2 % of the image, whose ring of ~long side / 200
+# lies in the subject (90 %) and is at least twice as far from the backdrop (median against median), and which is
+# as flat as the noise (median 5x5 std under 3 noise levels). Chosen on seeds 1 and 2 of the matting benchmark.
+_FAINT_SHARE = 0.5
+_REACH_FRACTION = 1 / 10
+_MIN_TRANSLUCENT_FRACTION = 0.002
+_RING_FRACTION = 1 / 200
+_RING_ENCLOSED = 0.9
+_RING_DENSER = 2.0
+_MAX_TEXTURE_NOISE_UNITS = 3.0
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -139,6 +150,7 @@ class StudioMatting:
         clock.lap("spread")
         alpha = _estimate_alpha(image, pixels, fg_colors, bg_colors, trimap, backdrop.noise)
         alpha = _thin_porous(alpha, pixels, bg_colors, trimap.subject, backdrop.noise)
+        alpha = _thin_translucent(alpha, smooth, bg_colors, trimap, backdrop.noise)
         clock.lap("alpha")
         foreground = _recover_foreground(image, pixels, alpha, fg_colors, bg_colors)
         clock.lap("foreground")
@@ -537,6 +549,50 @@ def _thin_porous(
     thinned = alpha.copy()
     thinned[porous] = np.minimum(alpha[porous], np.rint(unmixed * 255.0).astype(np.uint8))
     return thinned
+
+
+def _thin_translucent(
+    alpha: np.ndarray, smooth: np.ndarray, bg_colors: np.ndarray, trimap: _Trimap, noise: float
+) -> np.ndarray:
+    """uint8 (H, W): alpha lowered in faint, flat regions enclosed by a denser part of the subject (a glass body
+    inside its rim) to the pixel's distance from the local backdrop over the ring's median distance."""
+    offset = smooth - bg_colors
+    distance = np.sqrt(np.einsum("ijk,ijk->ij", offset, offset))
+    long_side = max(alpha.shape)
+    densest = cv2.dilate(
+        np.where(trimap.subject, distance, 0.0).astype(np.float32), _disk(round(long_side * _REACH_FRACTION))
+    )
+    faint = trimap.foreground & (distance < _FAINT_SHARE * densest)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(faint.view(np.uint8), connectivity=8)
+    ring_kernel = _disk(max(2, round(long_side * _RING_FRACTION)))
+    luminance = smooth @ _LUMA
+    thinned = alpha.copy()
+    for label in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= _MIN_TRANSLUCENT_FRACTION * alpha.size) + 1:
+        x, y, width, height = stats[label, :4]
+        pad = ring_kernel.shape[0]
+        crop = (slice(max(0, y - pad), y + height + pad), slice(max(0, x - pad), x + width + pad))
+        region = labels[crop] == label
+        ring = cv2.dilate(region.view(np.uint8), ring_kernel).view(bool) & ~region
+        enclosed = trimap.subject[crop][ring]
+        ring_distance = np.median(distance[crop][ring][enclosed]) if enclosed.any() else 0.0
+        if (
+            enclosed.mean() < _RING_ENCLOSED
+            or ring_distance < _RING_DENSER * np.median(distance[crop][region])
+            or not _is_flat(luminance[crop], region, noise)
+        ):
+            continue
+        unmixed = np.rint(np.clip(distance[crop][region] / ring_distance, 0.0, 1.0) * 255.0).astype(np.uint8)
+        patch = thinned[crop]
+        patch[region] = np.minimum(patch[region], unmixed)
+    return thinned
+
+
+def _is_flat(luminance: np.ndarray, region: np.ndarray, noise: float) -> bool:
+    """Whether the region is about as flat as the backdrop's noise: a glass body mixes two smooth colours, while a
+    pale opaque part (a white strap on a suit) has folds and print."""
+    mean = cv2.blur(luminance, (5, 5))
+    deviation = np.sqrt(np.maximum(cv2.blur(luminance * luminance, (5, 5)) - mean * mean, 0.0))
+    return bool(np.median(deviation[region]) < _MAX_TEXTURE_NOISE_UNITS * noise)
 
 
 def _guided(image: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
