@@ -263,3 +263,15 @@ def test_pale_textured_part_enclosed_by_darker_subject_stays_opaque() -> None:
     alpha = StudioMatting().estimate(sample.image).alpha
     interior = cv2.erode((sample.alpha == 1).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     assert np.count_nonzero(alpha[interior] < 128) < 4500
+
+
+def test_pale_flat_print_inside_a_darker_subject_of_another_colour_stays_opaque() -> None:
+    # A pale blue letter on a navy app icon is faint, flat and enclosed by a denser part, like a glass body, but its
+    # colour is not between the backdrop's and the navy's: without that cue the letter came out at alpha 66/255.
+    rows = np.arange(408, dtype=np.float32)[:, None, None]
+    image = np.broadcast_to(np.array([232.0, 230.0, 228.0]) - rows / 40.8, (408, 612, 3)).copy()
+    image[100:320, 200:420] = (20, 30, 70)
+    image[150:270, 250:370] = (150, 200, 240)
+    image += np.random.default_rng(0).normal(0, 1.5, image.shape)
+    alpha = StudioMatting().estimate(np.clip(image, 0, 255).astype(np.uint8)).alpha
+    assert np.count_nonzero(alpha[160:260, 260:360] < 255) == 0
