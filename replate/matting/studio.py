@@ -571,9 +571,8 @@ def _thin_translucent(
     offset = smooth - bg_colors
     distance = np.sqrt(np.einsum("ijk,ijk->ij", offset, offset))
     long_side = max(alpha.shape)
-    densest = cv2.dilate(
-        np.where(trimap.subject, distance, 0.0).astype(np.float32), _disk(round(long_side * _REACH_FRACTION))
-    )
+    reach = 2 * round(long_side * _REACH_FRACTION) + 1  # a square: OpenCV dilates by one separably, in O(1) per px
+    densest = cv2.dilate(np.where(trimap.subject, distance, 0.0).astype(np.float32), np.ones((reach, reach), np.uint8))
     faint = trimap.foreground & (distance < _FAINT_SHARE * densest)
     _, labels, stats, _ = cv2.connectedComponentsWithStats(faint.view(np.uint8), connectivity=8)
     ring_kernel = _disk(max(2, round(long_side * _RING_FRACTION)))
