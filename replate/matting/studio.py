@@ -62,6 +62,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from replate.errors import SubjectNotFound
 from replate.matting._matte import Matte, check_image
@@ -574,8 +575,9 @@ def _thin_translucent(
     offset = smooth - bg_colors
     distance = np.sqrt(np.einsum("ijk,ijk->ij", offset, offset))
     long_side = max(alpha.shape)
-    reach = 2 * round(long_side * _REACH_FRACTION) + 1  # a square: OpenCV dilates by one separably, in O(1) per px
-    densest = cv2.dilate(np.where(trimap.subject, distance, 0.0).astype(np.float32), np.ones((reach, reach), np.uint8))
+    reach = 2 * round(long_side * _REACH_FRACTION) + 1
+    # a square window: scipy's running maximum costs the same at any size (OpenCV's dilation by it: 3x as long at 1 MP)
+    densest = ndimage.maximum_filter(np.where(trimap.subject, distance, 0.0), size=reach, mode="nearest")
     faint = trimap.foreground & (distance < _FAINT_SHARE * densest)
     _, labels, stats, _ = cv2.connectedComponentsWithStats(faint.view(np.uint8), connectivity=8)
     ring_kernel = _disk(max(2, round(long_side * _RING_FRACTION)))
