@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from benchmarks.bench_diffusion import BATCHES, Report, run_benchmark, scene_request
 from export.diffusion import TinyModels, build_tiny, export_build
@@ -180,7 +181,6 @@ def cuda_device() -> str:
 def write_models(dst: Path, architecture: Architecture, *, seed: int = 0) -> TinyModels:
     """Random models of `architecture` in the folders export_build reads: build_tiny's layout (model_index.json,
     tokenizer(s), scheduler, the IP-Adapter's weight names), every model in it replaced at full size."""
-    import torch
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
     models = build_tiny(dst, architecture.family)  # type: ignore[arg-type]
@@ -281,7 +281,6 @@ class TorchComponents:
     time and synchronously, and inputs and outputs cross host memory, as TensorRTComponents' do."""
 
     def __init__(self, components: Mapping[str, Component], dtypes: Mapping[str, str], device: str) -> None:
-        import torch
 
         self._device = torch.device(device)
         self._dtypes = {name: getattr(torch, dtype) for name, dtype in dtypes.items()}
@@ -290,7 +289,6 @@ class TorchComponents:
     async def infer(
         self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
     ) -> dict[str, np.ndarray]:
-        import torch
 
         dtype = self._dtypes[model]
         tensors = {}
@@ -423,7 +421,6 @@ def require_tensorrt_10() -> str:
 
 
 def require_torch_cuda() -> str:
-    import torch
 
     if not torch.cuda.is_available():
         raise GpuUnavailable(f"PyTorch {torch.__version__} sees no CUDA device (a CPU build?)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -25,7 +25,7 @@ async def run_to_end(work: Coroutine[Any, Any, T] | asyncio.Future[T]) -> T:
     return task.result()
 
 
-async def run_or_undo(work: Coroutine[Any, Any, T], undo: Callable[[T], Awaitable[object]]) -> T:
+async def run_or_undo(work: Coroutine[Any, Any, T], undo: Callable[[T], Coroutine[Any, Any, object]]) -> T:
     """`run_to_end(work)`, for work whose effect outlives the caller (a committed hold, a claimed key): when the
     caller was cancelled meanwhile and the work succeeded, `undo(result)` runs to its end before the cancellation
     goes on, since nobody is left to use the result."""
@@ -34,5 +34,5 @@ async def run_or_undo(work: Coroutine[Any, Any, T], undo: Callable[[T], Awaitabl
         return await run_to_end(task)
     except asyncio.CancelledError:
         if not task.cancelled() and task.exception() is None:
-            await run_to_end(undo(task.result()))  # type: ignore[arg-type]
+            await run_to_end(undo(task.result()))
         raise
