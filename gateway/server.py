@@ -23,20 +23,18 @@ from gateway.migrate import upgrade_database
 from gateway.settings import Settings
 from gateway.tritonserver import MODEL_REPOSITORY, TritonServer
 from replate.errors import ReplateError
-from replate.models import model_path
+from replate.models import weights_path
 
 log = logging.getLogger("replate.serve")
 DEMO_ACCOUNT = "demo"
 DEMO_CREDITS = 1000
-SEGMENTER_WEIGHTS = "u2netp"
-"""The weights model_repository/matting_segmenter loads."""
 
 
 def serve(settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.triton_url:
-        model_path(SEGMENTER_WEIGHTS, settings.models_dir)  # missing weights: say `replate models pull`, start nothing
+        weights_path(settings.segmenter, settings.models_dir)  # missing: say `replate models pull`, start nothing
     upgrade_database(settings.database_url)
     demo_key = _announce_demo_key(settings)
     # SIGTERM unwinds through the `finally` below, so Triton is stopped: before uvicorn runs, and after it, when
@@ -46,7 +44,12 @@ def serve(settings: Settings) -> int:
     try:
         if not settings.triton_url:
             extra = (settings.diffusion_dir,) if settings.diffusion_dir else ()
-            triton = TritonServer(settings.data_dir / "triton", settings.models_dir, (MODEL_REPOSITORY, *extra))
+            triton = TritonServer(
+                settings.data_dir / "triton",
+                settings.models_dir,
+                (MODEL_REPOSITORY, *extra),
+                segmenter=(settings.segmenter, settings.segmenter_format),
+            )
             log.info("starting tritonserver (log: %s)", triton.log_path)
             triton.start()
             settings = settings.model_copy(update={"triton_url": triton.grpc_url})

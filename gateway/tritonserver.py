@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+DEFAULT_SEGMENTER = ("u2netp", "u2net")
+"""(weights, format) of the segmenter Triton runs unless told otherwise: see Settings.segmenter."""
 MODEL_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 CPU_HOST_FLAGS = (
     "--disable-auto-complete-config",
@@ -82,9 +84,11 @@ def link_python_backend(backend_root: Path) -> Path:
     return backend_root
 
 
-def server_environment(models_dir: Path) -> dict[str, str]:
+def server_environment(models_dir: Path, segmenter: tuple[str, str] = DEFAULT_SEGMENTER) -> dict[str, str]:
     env = dict(os.environ)
     env["REPLATE_MODELS_DIR"] = str(models_dir)
+    # Read by model_repository/matting_segmenter (which file) and matting (how to prepare its inputs).
+    env["REPLATE_SEGMENTER"], env["REPLATE_SEGMENTER_FORMAT"] = segmenter
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
@@ -97,11 +101,16 @@ class TritonServer:
     """One tritonserver process serving `model_repositories` on free local ports."""
 
     def __init__(
-        self, run_dir: Path, models_dir: Path, model_repositories: tuple[Path, ...] = (MODEL_REPOSITORY,)
+        self,
+        run_dir: Path,
+        models_dir: Path,
+        model_repositories: tuple[Path, ...] = (MODEL_REPOSITORY,),
+        segmenter: tuple[str, str] = DEFAULT_SEGMENTER,
     ) -> None:
         self.run_dir = run_dir
         self.models_dir = models_dir
         self.model_repositories = model_repositories
+        self.segmenter = segmenter
         self.ports = TritonPorts.pick_free()
         self.log_path = run_dir / "tritonserver.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -139,7 +148,7 @@ class TritonServer:
             self.command(),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=server_environment(self.models_dir),
+            env=server_environment(self.models_dir, self.segmenter),
             start_new_session=True,
         )
         log.close()

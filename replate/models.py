@@ -21,7 +21,16 @@ from pathlib import Path
 
 from replate.errors import Unavailable
 
-__all__ = ["MODELS", "ModelFile", "ModelMissing", "model_path", "models_pull_command", "pull_model"]
+__all__ = [
+    "MODELS",
+    "ModelFile",
+    "ModelMissing",
+    "is_weights_file",
+    "model_path",
+    "models_pull_command",
+    "pull_model",
+    "weights_path",
+]
 
 
 class ModelMissing(Unavailable):
@@ -75,6 +84,27 @@ def model_path(name: str, models_dir: Path) -> Path:
             "(set REPLATE_MODELS_DIR to choose the folder)"
         )
     return path
+
+
+def is_weights_file(weights: str) -> bool:
+    """Whether `weights` names a file (a path, or a name ending in .onnx) rather than a model of MODELS."""
+    return weights.endswith(".onnx") or "/" in weights
+
+
+def weights_path(weights: str, models_dir: Path | None) -> Path:
+    """The ONNX file of `weights`, a model name `replate models pull` installs into models_dir or the path of a
+    file installed some other way; raises ModelMissing (saying how to get it) when it is not there."""
+    if is_weights_file(weights):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise ModelMissing(f"weights file {path} does not exist: check REPLATE_SEGMENTER")
+        return path
+    if models_dir is None:
+        raise ModelMissing(
+            f"model {weights!r} needs its weights: run `replate models pull --model {weights}` and pass the models "
+            "directory (REPLATE_MODELS_DIR)"
+        )
+    return model_path(weights, models_dir)
 
 
 def pull_model(name: str, models_dir: Path, *, run: RunCommand | None = None) -> Path:

@@ -18,6 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 from replate.errors import InvalidRequest, ReplateError, Unavailable, format_error, parse_error
 from replate.matting import Matte
+from replate.matting.segmenter import SegmenterSpec, segmenter_format
 from replate.pipeline import PipelineResult, SceneJob, ScenePlates, Steps
 
 
@@ -68,9 +69,20 @@ def models_dir() -> Path:
         raise Unavailable("REPLATE_MODELS_DIR is not set in Triton's environment: point it at the weights") from None
 
 
+def segmenter_spec() -> SegmenterSpec:
+    """The segmenter `matting_segmenter` loads and `matting` prepares inputs for, from the environment both share:
+    REPLATE_SEGMENTER (a `replate models pull` name or an ONNX path; default u2netp) and REPLATE_SEGMENTER_FORMAT
+    (u2net, isnet or birefnet; default u2net). `replate serve` sets both from its settings."""
+    try:
+        family = segmenter_format(os.environ.get("REPLATE_SEGMENTER_FORMAT", "u2net"))
+    except ValueError as error:
+        raise Unavailable(f"REPLATE_SEGMENTER_FORMAT: {error}") from None
+    return SegmenterSpec(os.environ.get("REPLATE_SEGMENTER", "u2netp"), family)
+
+
 def segment_with_model(model_name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """A segmenter callable, float32 (N, 3, 320, 320) -> (N, 320, 320), that asks the `model_name` Triton model
-    through BLS, where concurrent requests are batched into one ONNX Runtime call."""
+    """A segmenter callable, float32 (N, 3, S, S) -> (N, S, S), that asks the `model_name` Triton model through BLS,
+    where concurrent requests are batched into one ONNX Runtime call."""
 
     def segment(batch: np.ndarray) -> np.ndarray:
         request = pb_utils.InferenceRequest(

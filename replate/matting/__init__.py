@@ -5,8 +5,9 @@ Engines are small objects behind the `MattingEngine` protocol, created by name w
     studio   classical, for plain or gradient studio backdrops (`studio`); needs no weights
     u2netp   U²-Net small (4.5 MB) coarse mask + full-resolution refinement (`learned`, `refine`)
     u2net    U²-Net full (176 MB), same refinement; ~0.4 s slower per image on 2 CPU cores
-    auto     studio where the border is a backdrop it models, else u2netp (`auto`); u2netp rather than u2net
-             so that remove-background stays within its 1.5 s budget at 1 MP on CPU
+    auto     studio where the border is a backdrop it models, else the learned engine on its `segmenter`:
+             u2netp by default (rather than u2net, so that remove-background stays within its 1.5 s budget at
+             1 MP on CPU), or any ISNet / BiRefNet ONNX file given by path with its family (`SegmenterSpec`)
 
 Adding one is a module plus a line in `_create`. The learned engines need weight files installed with
 `replate models pull` into a models directory the caller names; `segment` replaces the in-process ONNX session
@@ -25,9 +26,17 @@ from replate.errors import InvalidRequest, ReplateError
 from replate.matting._matte import Matte, MattingEngine
 from replate.matting.auto import AutoMatting
 from replate.matting.learned import SegmenterMatting
-from replate.matting.segmenter import SEGMENTER_SIZE, OnnxSegmenter, Segment, coarse_mask, segmenter_input
+from replate.matting.segmenter import (
+    DEFAULT_SEGMENTER,
+    SEGMENTER_SIZE,
+    U2NET,
+    OnnxSegmenter,
+    Segment,
+    SegmenterSpec,
+    coarse_mask,
+    segmenter_input,
+)
 from replate.matting.studio import StudioMatting
-from replate.models import ModelMissing, model_path
 
 __all__ = [
     "ENGINE_NAMES",
@@ -38,6 +47,7 @@ __all__ = [
     "OnnxSegmenter",
     "Segment",
     "SegmenterMatting",
+    "SegmenterSpec",
     "StudioMatting",
     "coarse_mask",
     "create_engine",
@@ -47,24 +57,32 @@ __all__ = [
 ]
 
 ENGINE_NAMES: tuple[str, ...] = ("auto", "studio", "u2net", "u2netp")
-_AUTO_SEGMENTER = "u2netp"
 _SEGMENTER_THREADS = min(4, os.cpu_count() or 1)
 
 
-def create_engine(name: str, *, models_dir: Path | None = None, segment: Segment | None = None) -> MattingEngine:
+def create_engine(
+    name: str,
+    *,
+    models_dir: Path | None = None,
+    segment: Segment | None = None,
+    segmenter: SegmenterSpec = DEFAULT_SEGMENTER,
+) -> MattingEngine:
     """A new matting engine by name (see the module docstring).
 
     models_dir: where `replate models pull` put the weights (unused by studio, and when segment is given).
-    segment: float32 (N, 3, 320, 320) -> (N, 320, 320), used instead of loading the named segmenter's ONNX file;
-        for `auto` it stands for u2netp. Unknown names raise InvalidRequest; missing weights raise ModelMissing
-        (code `unavailable`), whose message says to run `replate models pull`.
+    segmenter: the segmenter `auto` runs (u2netp by default); the u2net and u2netp engines run their own.
+    segment: float32 (N, 3, S, S) -> (N, S, S), used instead of loading the segmenter's ONNX file (S its family's
+        size). Unknown names raise InvalidRequest; missing weights raise ModelMissing (code `unavailable`), whose
+        message says to run `replate models pull`.
     """
     if name not in ENGINE_NAMES:
         raise InvalidRequest(f"matting engine {name!r} is unknown: use one of {', '.join(ENGINE_NAMES)}")
     if name == "studio":
         return StudioMatting()
-    segmenter_name = _AUTO_SEGMENTER if name == "auto" else name
-    learned = SegmenterMatting(segment or _onnx_segment(segmenter_name, models_dir), segmenter_name)
+    spec = segmenter if name == "auto" else SegmenterSpec(name, U2NET)
+    if segment is None:
+        segment = OnnxSegmenter(spec.path(models_dir), spec.family, threads=_SEGMENTER_THREADS)
+    learned = SegmenterMatting(segment, spec.name, spec.family)
     return AutoMatting(StudioMatting(), learned) if name == "auto" else learned
 
 
@@ -90,12 +108,3 @@ def estimate_matte(image: np.ndarray, engine: str = "studio", *, models_dir: Pat
 @functools.lru_cache(maxsize=16)
 def _cached_engine(name: str, models_dir: Path | None) -> MattingEngine:
     return create_engine(name, models_dir=models_dir)
-
-
-def _onnx_segment(name: str, models_dir: Path | None) -> Segment:
-    if models_dir is None:
-        raise ModelMissing(
-            f"matting engine {name!r} needs its weights: run `replate models pull --model {name}` and pass the "
-            "models directory (REPLATE_MODELS_DIR)"
-        )
-    return OnnxSegmenter(model_path(name, models_dir), threads=_SEGMENTER_THREADS)

@@ -26,6 +26,7 @@ import numpy as np
 from replate.errors import ReplateError, SubjectNotFound
 from replate.matting._matte import Matte
 from replate.matting.learned import SegmenterMatting
+from replate.matting.segmenter import SEGMENTER_SIZE
 from replate.matting.studio import StudioMatting, border_plainness, fit_studio_backdrop
 
 __all__ = ["MAX_CORE_LOST", "PLAIN_BORDER", "AutoMatting", "segmenter_core"]
@@ -76,7 +77,7 @@ class AutoMatting:
             return None
         if border_plainness(image, backdrop, coarse < _SURE_BACKDROP) < PLAIN_BORDER:
             return None
-        core = segmenter_core(coarse)
+        core = segmenter_core(coarse, self._learned.family.size)
         try:
             matte = self._studio.estimate(image, subject_prior=core, backdrop=backdrop)
         except SubjectNotFound:
@@ -85,9 +86,9 @@ class AutoMatting:
         return matte if lost <= MAX_CORE_LOST else None
 
 
-def segmenter_core(coarse: np.ndarray) -> np.ndarray:
-    """bool (H, W): where the coarse mask float32 (H, W) is sure of the subject, eroded by a segmenter pixel so
-    that its blurred outline is left out."""
-    radius = max(1, round(max(coarse.shape) / 320))
+def segmenter_core(coarse: np.ndarray, segmenter_size: int = SEGMENTER_SIZE) -> np.ndarray:
+    """bool (H, W): where the coarse mask float32 (H, W), upsampled from segmenter_size px square, is sure of the
+    subject, eroded by a segmenter pixel so that its blurred outline is left out."""
+    radius = max(1, round(max(coarse.shape) / segmenter_size))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     return cv2.erode((coarse >= _SURE_SUBJECT).view(np.uint8), kernel).view(bool)

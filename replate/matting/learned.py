@@ -1,9 +1,11 @@
-"""The learned matting engine: a segmenter's coarse mask at 320 x 320, refined to a true alpha at full resolution.
+"""The learned matting engine: a segmenter's coarse mask (320 x 320 for U²-Net), refined to a true alpha at full
+resolution.
 
-The segmenter (U²-Net, see `segmenter`) says which pixels are the subject; `refine` turns its blurred outline into
-fractional alpha and clean foreground colours. When the border is a plain or gradient backdrop the studio engine
-can model, its cast-shadow layer is kept too (the same backdrop model, `studio.fit_studio_backdrop`, over the
-local backdrop colours the refinement spread behind the subject); on any other backdrop shading is None.
+The segmenter (U²-Net by default, ISNet or BiRefNet given by path; see `segmenter`) says which pixels are the
+subject; `refine` turns its blurred outline into fractional alpha and clean foreground colours. When the border is
+a plain or gradient backdrop the studio engine can model, its cast-shadow layer is kept too (the same backdrop
+model, `studio.fit_studio_backdrop`, over the local backdrop colours the refinement spread behind the subject); on
+any other backdrop shading is None.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from replate.errors import ReplateError, SubjectNotFound
 from replate.matting._matte import Matte, check_image
 from replate.matting.carve import carve_backdrop
 from replate.matting.refine import refine_matte
-from replate.matting.segmenter import Segment, coarse_mask, segmenter_input
+from replate.matting.segmenter import U2NET, Segment, SegmenterFormat, coarse_mask, segmenter_input
 from replate.matting.studio import backdrop_shading, fit_studio_backdrop
 from replate.timing import Laps, timed
 
@@ -28,10 +30,12 @@ _MIN_SUBJECT_FRACTION = 0.001
 
 
 class SegmenterMatting:
-    """Matting engine for any photo: `segment` (float32 (N, 3, 320, 320) -> (N, 320, 320)) plus refinement."""
+    """Matting engine for any photo: `segment` (float32 (N, 3, S, S) -> (N, S, S), S the size of the segmenter's
+    `family`) plus refinement."""
 
-    def __init__(self, segment: Segment, segmenter_name: str) -> None:
+    def __init__(self, segment: Segment, segmenter_name: str, family: SegmenterFormat = U2NET) -> None:
         self._segment = segment
+        self.family = family
         self.name = f"{segmenter_name}+refine"
 
     def estimate(self, image: np.ndarray) -> Matte:
@@ -64,7 +68,7 @@ class SegmenterMatting:
         for image in images:
             try:
                 check_image(image)
-                masks.append(segmenter_input(image))
+                masks.append(segmenter_input(image, self.family))
             except ReplateError as error:
                 masks.append(error)
         valid = [index for index, mask in enumerate(masks) if not isinstance(mask, ReplateError)]
@@ -77,7 +81,7 @@ class SegmenterMatting:
         for position, index in enumerate(valid):
             height, width = images[index].shape[:2]
             with timed(all_timings[index], "carve"):
-                masks[index] = carve_backdrop(images[index], coarse_mask(raw[position], height, width))
+                masks[index] = carve_backdrop(images[index], coarse_mask(raw[position], height, width, self.family))
         return all_timings, masks
 
     def refine(self, image: np.ndarray, coarse: np.ndarray, timings: dict[str, float]) -> Matte:
@@ -86,7 +90,7 @@ class SegmenterMatting:
         laps = Laps(timings)
         if (coarse >= 0.5).mean() < _MIN_SUBJECT_FRACTION:
             raise SubjectNotFound("no subject found: the segmenter sees nothing in the foreground of this image")
-        refined = refine_matte(image, coarse)
+        refined = refine_matte(image, coarse, self.family.size)
         laps.lap("refine")
         alpha = np.rint(refined.alpha * 255.0).astype(np.uint8)
         foreground = np.rint(refined.foreground).astype(np.uint8)

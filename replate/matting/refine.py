@@ -1,8 +1,9 @@
 """From a coarse segmentation to a true alpha matte at full resolution, with the subject's own colours.
 
-The learned engine's segmenter sees the image at 320 x 320: its mask is right about *what* the subject is and
-blurred about *where* the outline runs; hair, fur and fringes come out as a grey haze. This module turns that
-mask into an alpha with fractional values where the pixel really is a mix (strands, motion blur, glass, veils).
+The learned engine's segmenter sees the image at 320 x 320 (U²-Net; 1024 x 1024 for ISNet and BiRefNet): its mask
+is right about *what* the subject is and blurred about *where* the outline runs; hair, fur and fringes come out as
+a grey haze. This module turns that mask into an alpha with fractional values where the pixel really is a mix
+(strands, motion blur, glass, veils).
 
 Method, and why:
 
@@ -13,8 +14,8 @@ Method, and why:
    dark pupil, a collar) stay opaque: they would be unmixed against a backdrop colour spread from far away. The
    radius grows from ~long side / 400 (a hard product edge: 2-3 px at 1 MP) to ~long side / 50 (hair, fur:
    ~25 px) with the *softness* of the mask around it (how much of a neighbourhood the mask leaves undecided,
-   relative to what a clean edge upsampled from 320 px leaves) and, where the mask is already soft, with the
-   fine image *detail* there (luminance minus its 1.5 px blur: strands are high-frequency). A hard edge on a
+   relative to what a clean edge upsampled from the segmenter's size leaves) and, where the mask is already soft,
+   with the fine image *detail* there (luminance minus its 1.5 px blur: strands are high-frequency). A hard edge on a
    product stays thin, so nothing of the backdrop can leak into it.
 2. Alpha in the band (`solve_alpha`) by the compositing equation I = aF + (1 - a)B with F and B local: the
    colours of the definite foreground and backdrop are spread into the band by push-pull (a normalised-
@@ -63,6 +64,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from replate.matting.segmenter import SEGMENTER_SIZE
+
 __all__ = ["Refined", "Trimap", "adaptive_trimap", "estimate_foreground", "refine_matte", "solve_alpha"]
 
 _UNSURE_LOW, _UNSURE_HIGH = 0.02, 0.98
@@ -104,18 +107,20 @@ class Refined:
     trimap: Trimap
 
 
-def refine_matte(image: np.ndarray, coarse: np.ndarray) -> Refined:
-    """image: uint8 (H, W, 3) RGB; coarse: float32 (H, W) in [0, 1], a segmenter's mask at the image's size."""
+def refine_matte(image: np.ndarray, coarse: np.ndarray, segmenter_size: int = SEGMENTER_SIZE) -> Refined:
+    """image: uint8 (H, W, 3) RGB; coarse: float32 (H, W) in [0, 1], a segmenter's mask at the image's size, upsampled
+    from segmenter_size px square."""
     _check(image, coarse)
-    trimap = adaptive_trimap(image, coarse)
+    trimap = adaptive_trimap(image, coarse, segmenter_size)
     alpha, backdrop = _solve(image, coarse, trimap)
     return Refined(alpha=alpha, foreground=estimate_foreground(image, alpha), backdrop=backdrop, trimap=trimap)
 
 
-def adaptive_trimap(image: np.ndarray, coarse: np.ndarray) -> Trimap:
+def adaptive_trimap(image: np.ndarray, coarse: np.ndarray, segmenter_size: int = SEGMENTER_SIZE) -> Trimap:
     """Trimap whose band is thin on hard edges and wide where the mask is soft and the image has fine detail.
 
-    image: uint8 (H, W, 3) RGB; coarse: float32 (H, W) in [0, 1]. See step 1 of the module docstring.
+    image: uint8 (H, W, 3) RGB; coarse: float32 (H, W) in [0, 1], upsampled from segmenter_size px square. See step 1
+    of the module docstring.
     """
     _check(image, coarse)
     height, width = coarse.shape
@@ -129,8 +134,8 @@ def adaptive_trimap(image: np.ndarray, coarse: np.ndarray) -> Trimap:
     )
     unsure = (coarse > _UNSURE_LOW) & (coarse < _UNSURE_HIGH)
     window = max(3, long_side // 40) | 1
-    # A clean edge upsampled from the segmenter's 320 px is ~3 segmenter pixels of unsure mask across the window.
-    clean_fraction = min(1.0, 3.0 * (long_side / 320) / window)
+    # A clean edge upsampled from the segmenter's map is ~3 segmenter pixels of unsure mask across the window.
+    clean_fraction = min(1.0, 3.0 * (long_side / segmenter_size) / window)
     unsure_fraction = cv2.blur(unsure.astype(np.float32), (window, window))
     softness = np.clip((unsure_fraction - clean_fraction) / (3.0 * clean_fraction), 0.0, 1.0)
     luminance = image.astype(np.float32) @ _LUMA

@@ -28,6 +28,7 @@ from replate.compose import compose
 from replate.errors import ReplateError
 from replate.imageio import ImageLimits, decode_image, encode_image
 from replate.matting import Matte
+from replate.matting.segmenter import DEFAULT_SEGMENTER, SegmenterSpec
 from replate.quality.references import NAIVE_THRESHOLD, naive_threshold_matte
 from replate.tiles import checkerboard, header_tile, labelled_tile
 
@@ -57,14 +58,15 @@ def make_contact_sheet(
     models_dir: Path,
     *,
     cache_dir: Path | None = None,
+    segmenter: SegmenterSpec = DEFAULT_SEGMENTER,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Load the photos, run every engine that can be created (and the naive threshold when the segmenter is
-    there) and write the sheet as a JPEG at path. Returns path."""
+    """Load the photos, run every engine that can be created (`auto` on `segmenter`; and the naive threshold when
+    u2netp is there) and write the sheet as a JPEG at path. Returns path."""
     from replate.quality.run import create_engines, create_segmenter
 
     say = log or (lambda _line: None)
-    created, notes = create_engines(engines, models_dir)
+    created, notes = create_engines(engines, models_dir, segmenter)
     segment, note = create_segmenter(models_dir)
     for line in [*notes, *([note] if note else [])]:
         say(f"contact sheet: {line}")

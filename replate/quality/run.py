@@ -28,6 +28,7 @@ import numpy as np
 from replate.compose import compose
 from replate.errors import ReplateError
 from replate.matting import Matte, MattingEngine, Segment
+from replate.matting.segmenter import DEFAULT_SEGMENTER, SEGMENTER_FORMATS, SegmenterSpec, segmenter_format
 from replate.models import DEFAULT_MODELS_DIR
 from replate.quality import metrics
 from replate.quality.dataset import BACKDROPS, CATEGORIES, Sample, frame_size, generate_samples
@@ -108,14 +109,16 @@ def run_benchmark(
     *,
     categories: tuple[str, ...] = CATEGORIES,
     with_oracle: bool = True,
+    segmenter: SegmenterSpec = DEFAULT_SEGMENTER,
     log: Callable[[str], None] | None = None,
 ) -> Report:
     """Score each named engine (those that cannot be created are skipped with a note) and the references on
-    samples_per_category generated samples per category at each size. log receives one progress line per sample."""
+    samples_per_category generated samples per category at each size. `auto` runs `segmenter` (see create_engines);
+    the naive reference stays on u2netp. log receives one progress line per sample."""
     say = log or (lambda _line: None)
     started = time.perf_counter()
     directory = models_dir if models_dir is not None else DEFAULT_MODELS_DIR
-    created, notes = create_engines(engines, directory)
+    created, notes = create_engines(engines, directory, segmenter)
     segment, naive_note = create_segmenter(directory)
     notes += [naive_note] if naive_note else []
     methods = [*created, *([NAIVE_THRESHOLD] if segment is not None else [])]
@@ -167,15 +170,19 @@ def _measure(
     return [_score(sample, size, name, *result) for name, result in mattes.items()]
 
 
-def create_engines(names: Iterable[str], models_dir: Path) -> tuple[dict[str, MattingEngine], list[str]]:
-    """Engines by name, and a note for each one that cannot be created (unknown, or its weights are missing)."""
+def create_engines(
+    names: Iterable[str], models_dir: Path, segmenter: SegmenterSpec = DEFAULT_SEGMENTER
+) -> tuple[dict[str, MattingEngine], list[str]]:
+    """Engines by name, and a note for each one that cannot be created (unknown, or its weights are missing). `auto`
+    runs `segmenter`, and is listed as auto:<segmenter> when that is not its default u2netp."""
     from replate.matting import create_engine
 
     created: dict[str, MattingEngine] = {}
     notes: list[str] = []
     for name in names:
+        label = f"auto:{segmenter.name}" if name == "auto" and segmenter != DEFAULT_SEGMENTER else name
         try:
-            created[name] = create_engine(name, models_dir=models_dir)
+            created[label] = create_engine(name, models_dir=models_dir, segmenter=segmenter)
         except ReplateError as error:
             notes.append(f"engine {name}: skipped, {error.message}")
     return created, notes
@@ -415,6 +422,17 @@ def add_bench_matting_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=2, help="samples per category and size (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-oracle", action="store_true", help="skip the closed-form oracle (it is slow)")
+    parser.add_argument(
+        "--segmenter",
+        default=DEFAULT_SEGMENTER.weights,
+        help="what `auto` segments with: a `replate models pull` name or an ONNX file's path (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--segmenter-format",
+        default=DEFAULT_SEGMENTER.family.name,
+        choices=list(SEGMENTER_FORMATS),
+        help="the segmenter file's family (default: %(default)s)",
+    )
     add_report_arguments(parser, Path("docs/contact-sheet.jpg"), "JPEG of the real photos per engine")
 
 
@@ -452,12 +470,20 @@ def bench_matting_from_args(args: argparse.Namespace) -> int:
     if not sizes or min(sizes) <= 0:
         raise SystemExit("replate bench matting: --megapixels needs positive sizes")
     engines = [name.strip() for name in args.engines.split(",") if name.strip()]
+    segmenter = SegmenterSpec(args.segmenter, segmenter_format(args.segmenter_format))
 
     def say(line: str) -> None:
         print(line, flush=True)
 
     report = run_benchmark(
-        engines, sizes, args.samples, args.seed, args.models_dir, with_oracle=not args.no_oracle, log=say
+        engines,
+        sizes,
+        args.samples,
+        args.seed,
+        args.models_dir,
+        with_oracle=not args.no_oracle,
+        segmenter=segmenter,
+        log=say,
     )
     markdown = render_markdown(report)
     print()
@@ -469,7 +495,9 @@ def bench_matting_from_args(args: argparse.Namespace) -> int:
 
         started = time.perf_counter()
         models_dir = args.models_dir if args.models_dir is not None else DEFAULT_MODELS_DIR
-        make_contact_sheet(args.contact_sheet, engines, models_dir, cache_dir=args.photo_cache, log=say)
+        make_contact_sheet(
+            args.contact_sheet, engines, models_dir, cache_dir=args.photo_cache, segmenter=segmenter, log=say
+        )
         print(f"wrote {args.contact_sheet} in {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -132,6 +132,7 @@ def test_the_checklist_finds_each_kind_of_violation(render: Render) -> None:
         ({"storage": {"type": "s3"}}, "/storage/s3/bucket"),
         ({"triton": {"modelRepository": {"source": "url", "url": "http://models"}}}, "/triton/modelRepository/url"),
         ({"gatway": {"replicaCount": 2}}, "additional properties 'gatway' not allowed"),
+        ({"triton": {"segmenter": {"weights": "u2netp", "format": "sam"}}}, "/triton/segmenter/format"),
     ],
 )
 def test_values_of_a_wrong_type_fail_schema_validation(
@@ -206,6 +207,8 @@ def test_triton_gets_a_gpu_its_own_probes_and_a_long_startup(render: Render) -> 
     assert container["args"][:2] == ["tritonserver", "--model-repository=/opt/replate/model_repository"]
     shm = next(volume for volume in pod["volumes"] if volume["name"] == "shm")
     assert shm["emptyDir"]["medium"] == "Memory"
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert (env["REPLATE_SEGMENTER"], env["REPLATE_SEGMENTER_FORMAT"]) == ("u2netp", "u2net")
 
 
 def test_production_values_use_external_services_and_scale(render: Render) -> None:

@@ -1,7 +1,8 @@
 """Triton adapter for `replate.matting`: IMAGE uint8 (1, H, W, 3) -> ALPHA, FOREGROUND, SHADING, INFO.
 
 A dynamically batched execution runs the segmenter once for all its images (one BLS call to the batched
-`matting_segmenter`), then refines each at full resolution.
+`matting_segmenter`), then refines each at full resolution. Inputs are prepared for the segmenter family named by
+REPLATE_SEGMENTER_FORMAT (`replate.triton_adapter.segmenter_spec`), which `matting_segmenter` reads too.
 """
 
 import json
@@ -10,14 +11,16 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from replate.matting import Matte, create_engine, estimate_mattes
-from replate.triton_adapter import error_response, json_tensor, models_dir, segment_with_model
+from replate.triton_adapter import error_response, json_tensor, models_dir, segment_with_model, segmenter_spec
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         parameters = json.loads(args["model_config"])["parameters"]
         segment = segment_with_model(parameters["segmenter_model"]["string_value"])
-        self.engine = create_engine(parameters["engine"]["string_value"], models_dir=models_dir(), segment=segment)
+        self.engine = create_engine(
+            parameters["engine"]["string_value"], models_dir=models_dir(), segment=segment, segmenter=segmenter_spec()
+        )
 
     def execute(self, requests: list) -> list:
         images = [

@@ -1,22 +1,20 @@
-"""Triton adapter for `replate.matting.segmenter.OnnxSegmenter`: IMAGE (N, 3, 320, 320) -> MASK (N, 320, 320).
+"""Triton adapter for `replate.matting.segmenter.OnnxSegmenter`: IMAGE (N, 3, S, S) -> MASK (N, S, S).
 
-One batched ONNX Runtime call per execution; the weights come from REPLATE_MODELS_DIR (`replate models pull`).
+One batched ONNX Runtime call per execution. The weights are REPLATE_SEGMENTER, of the family REPLATE_SEGMENTER_FORMAT
+(`replate.triton_adapter.segmenter_spec`): u2netp from REPLATE_MODELS_DIR (`replate models pull`) unless set.
 """
-
-import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from replate.matting.segmenter import OnnxSegmenter
-from replate.models import model_path
-from replate.triton_adapter import models_dir
+from replate.triton_adapter import models_dir, segmenter_spec
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        config = json.loads(args["model_config"])
-        self.segment = OnnxSegmenter(model_path(config["parameters"]["model"]["string_value"], models_dir()))
+        spec = segmenter_spec()
+        self.segment = OnnxSegmenter(spec.path(models_dir()), spec.family)
 
     def execute(self, requests: list) -> list:
         images = [pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy() for request in requests]

@@ -11,6 +11,7 @@ import torch
 from export.matting import (
     INPUT_NAME,
     OUTPUT_NAME,
+    ColourKeySegmenter,
     TinySegmenter,
     export_segmenter,
     main,
@@ -101,3 +102,14 @@ def test_cli_and_unknown_target(tiny_onnx: Path, tmp_path: Path, capsys: pytest.
     assert "wrote" in capsys.readouterr().out
     with pytest.raises(ValueError, match="target"):
         write_segmenter_config("cpu", tmp_path / "x", tiny_onnx)
+
+
+def test_cli_writes_a_birefnet_folder_with_its_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keyed = export_segmenter(ColourKeySegmenter(logits=True), tmp_path / "keyed.onnx", size=1024)
+    argv = ["--onnx", str(keyed), "--format", "birefnet", "--target", "gpu-tensorrt", "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    text = (tmp_path / "out" / "matting_segmenter" / "config.pbtxt").read_text()
+    assert re.search(r'name: "IMAGE", data_type: TYPE_FP32, dims: \[ 3, 1024, 1024 \]', text)
+    assert re.search(r"dims: \[ 1024, 1024 \],\s+reshape: \{ shape: \[ 1, 1024, 1024 \] \}", text)
+    assert "REPLATE_SEGMENTER_FORMAT=birefnet" in text
+    assert "REPLATE_SEGMENTER_FORMAT=birefnet" in capsys.readouterr().out

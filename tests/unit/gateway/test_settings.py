@@ -1,4 +1,4 @@
-"""Settings helpers: the secrets made up in the data folder when none is configured."""
+"""Settings helpers: the secrets made up in the data folder when none is configured; the segmenter setting."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from gateway.settings import local_secret
+from gateway.settings import Settings, local_secret
+from gateway.tritonserver import server_environment
 from replate.errors import ReplateError
 
 
@@ -37,3 +39,15 @@ def test_an_empty_secret_file_is_refused_never_used(tmp_path: Path) -> None:
     with pytest.raises(ReplateError, match="is empty"):  # an empty HMAC key signs URLs anyone can forge
         local_secret("", path)
     assert local_secret("configured", path) == b"configured"
+
+
+def test_the_segmenter_setting_reaches_tritons_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLATE_SEGMENTER", "/models/birefnet-general.onnx")
+    monkeypatch.setenv("REPLATE_SEGMENTER_FORMAT", "birefnet")
+    settings = Settings()
+    env = server_environment(settings.models_dir, (settings.segmenter, settings.segmenter_format))
+    assert env["REPLATE_SEGMENTER"] == "/models/birefnet-general.onnx" and env["REPLATE_SEGMENTER_FORMAT"] == "birefnet"
+    assert server_environment(settings.models_dir)["REPLATE_SEGMENTER_FORMAT"] == "u2net"
+    monkeypatch.setenv("REPLATE_SEGMENTER_FORMAT", "sam")
+    with pytest.raises(ValidationError, match="birefnet"):
+        Settings()

@@ -42,6 +42,7 @@ def test_public_surface_and_registry() -> None:
         "OnnxSegmenter",
         "Segment",
         "SegmenterMatting",
+        "SegmenterSpec",
         "StudioMatting",
         "coarse_mask",
         "create_engine",

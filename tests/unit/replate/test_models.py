@@ -9,7 +9,16 @@ import pytest
 
 from replate import models
 from replate.errors import Unavailable
-from replate.models import MODELS, ModelFile, ModelMissing, model_path, models_pull_command, pull_model
+from replate.models import (
+    MODELS,
+    ModelFile,
+    ModelMissing,
+    is_weights_file,
+    model_path,
+    models_pull_command,
+    pull_model,
+    weights_path,
+)
 
 PAYLOAD = b"not really an onnx file, but bytes with a known hash"
 
@@ -109,3 +118,16 @@ def test_pull_command_prints_one_line_per_model(
 def test_real_pull_of_u2netp(tmp_path: Path) -> None:
     path = models.pull_model("u2netp", tmp_path)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == MODELS["u2netp"].sha256
+
+
+def test_weights_are_a_model_name_or_a_file(tmp_path: Path) -> None:
+    file = tmp_path / "birefnet-general.onnx"
+    file.write_bytes(b"onnx")
+    assert is_weights_file(str(file)) and is_weights_file("isnet.onnx") and not is_weights_file("u2netp")
+    assert weights_path(str(file), None) == file
+    with pytest.raises(ModelMissing, match="does not exist"):
+        weights_path(str(tmp_path / "gone.onnx"), tmp_path)
+    with pytest.raises(ModelMissing, match="replate models pull --model u2net"):
+        weights_path("u2net", tmp_path)
+    with pytest.raises(ModelMissing, match="REPLATE_MODELS_DIR"):
+        weights_path("u2netp", None)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from export.matting import ColourKeySegmenter, export_segmenter
 from replate.quality import metrics
 from replate.quality.dataset import BACKDROPS, CATEGORIES, frame_size, generate_sample, generate_samples
 from replate.quality.references import OracleUnavailable, oracle_matte, true_trimap
@@ -224,3 +225,12 @@ def test_options_mount_on_a_subparser() -> None:
     args = parser.parse_args(["bench", "matting", "--engines", "studio", "--samples", "3", "--no-oracle"])
     assert (args.engines, args.samples, args.no_oracle, args.megapixels) == ("studio", 3, True, "0.25,1")
     assert args.out == Path("docs/quality.md") and args.contact_sheet == Path("docs/contact-sheet.jpg")
+
+
+def test_command_scores_auto_on_a_segmenter_given_by_path(tmp_path: Path) -> None:
+    keyed = export_segmenter(ColourKeySegmenter(logits=True), tmp_path / "keyed.onnx", size=1024)
+    out = tmp_path / "quality.md"
+    argv = ["--engines", "auto", "--megapixels", str(TINY_MP), "--samples", "1", "--no-oracle", "--no-contact-sheet"]
+    argv += ["--segmenter", str(keyed), "--segmenter-format", "birefnet", "--models-dir", str(tmp_path)]
+    assert bench_matting_command([*argv, "--out", str(out)]) == 0
+    assert "| **average** | **auto:keyed** |" in out.read_text()
