@@ -9,7 +9,8 @@ Both engines start from the segmenter's coarse mask, which `auto` computes once.
    (<= 0.82) from studio sweeps and gradients (1.0). An earlier version compared the studio cut with the coarse
    mask instead (IoU >= 0.8): that refused the studio engine on heads of hair, where it is 3x better than the
    learned one, because the segmenter misses the strands the studio engine keeps;
-3. the studio cut, given the segmenter's sure core as a prior (`subject_prior`), keeps at least
+3. the studio cut, given the segmenter's sure core as a prior (`subject_prior`) and its backdrop (mask < 0.5) as
+   the arbiter of holes too small for the studio engine to open on colour alone (`backdrop_prior`), keeps at least
    1 - `MAX_CORE_LOST` of that core (alpha above 0): a subject the colour of its backdrop (white on white) loses
    much of it, and the learned engine is the better one there. A glass body the studio engine gave a faint alpha
    is kept, not lost (counting alpha below 128 as lost sent the glass samples to the learned engine).
@@ -34,6 +35,7 @@ __all__ = ["MAX_CORE_LOST", "PLAIN_BORDER", "AutoMatting", "segmenter_core"]
 PLAIN_BORDER = 0.9
 MAX_CORE_LOST = 0.25
 _SURE_SUBJECT, _SURE_BACKDROP = 0.95, 0.1
+_SURE_BACKDROP_PRIOR = 0.5  # its own threshold: a hole of a few px, blurred at 320 px, rarely gets below 0.1
 
 
 class AutoMatting:
@@ -79,7 +81,9 @@ class AutoMatting:
             return None
         core = segmenter_core(coarse, self._learned.family.size)
         try:
-            matte = self._studio.estimate(image, subject_prior=core, backdrop=backdrop)
+            matte = self._studio.estimate(
+                image, subject_prior=core, backdrop=backdrop, backdrop_prior=coarse < _SURE_BACKDROP_PRIOR
+            )
         except SubjectNotFound:
             return None
         lost = np.count_nonzero(core & (matte.alpha == 0)) / max(1, np.count_nonzero(core))

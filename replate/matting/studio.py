@@ -14,7 +14,9 @@ Method, and why each step is there:
    is allowed too, for when a shadow along the whole bottom border has been learnt by the model). Shadow-like
    pixels only count where no sharp luminance edge is crossed, and a backdrop region must touch the border or be a
    large enclosed hole that matches the backdrop (a mug handle); so a soft shadow joins the backdrop while the grey
-   flank of a product, walled in by its silhouette edge, stays subject. Small specks are dropped.
+   flank of a product, walled in by its silhouette edge, stays subject. A smaller enclosed region that matches the
+   backdrop opens only where a segmenter's mask (given by `auto`) says backdrop too: alone, colour cannot tell the
+   hole in a pendant or a chain link from a white label on a white product. Small specks are dropped.
 3. Trimap: the subject eroded is definite foreground, the backdrop eroded definite backdrop, the rest a band a few
    pixels wide. Away from the outline the subject is treated as opaque (which keeps textured and highlighted
    products solid), except where step 4c finds a translucent region.
@@ -143,14 +145,20 @@ class StudioMatting:
     name = "studio"
 
     def estimate(
-        self, image: np.ndarray, subject_prior: np.ndarray | None = None, backdrop: StudioBackdrop | None = None
+        self,
+        image: np.ndarray,
+        subject_prior: np.ndarray | None = None,
+        backdrop: StudioBackdrop | None = None,
+        backdrop_prior: np.ndarray | None = None,
     ) -> Matte:
         """image: uint8 (H, W, 3) RGB. Returns a Matte of the same size; raises SubjectNotFound.
 
         subject_prior: optional bool (H, W), pixels a segmenter is sure are subject. Those the backdrop model does
         not explain as plain backdrop are kept as subject even where they look like a shadow on it (a grey
         texture on a product touching its own cast shadow would otherwise be cut out with the shadow).
-        backdrop: the model `fit_studio_backdrop` returned for this image, when the caller has it already."""
+        backdrop: the model `fit_studio_backdrop` returned for this image, when the caller has it already.
+        backdrop_prior: optional bool (H, W), pixels a segmenter takes for backdrop. An enclosed region the model
+        explains as plain backdrop and the prior mostly calls backdrop opens as a hole however small it is."""
         check_image(image)
         timings: dict[str, float] = {}
         clock = Laps(timings)
@@ -158,7 +166,7 @@ class StudioMatting:
         smooth = cv2.blur(pixels, (3, 3))
         backdrop = backdrop or _fit_backdrop(smooth)
         clock.lap("backdrop")
-        trimap = _segment(smooth, backdrop, subject_prior)
+        trimap = _segment(smooth, backdrop, subject_prior, backdrop_prior)
         clock.lap("segment")
         scale = 2 if max(image.shape[:2]) > 800 else 1
         fg_colors = _spread_subject(image, trimap.foreground, trimap.band_px, scale)
@@ -324,7 +332,12 @@ def _border_noise(smooth: np.ndarray, model: np.ndarray) -> float:
 # ---------------------------------------------------------------- 2.-3. segmentation and trimap
 
 
-def _segment(smooth: np.ndarray, backdrop: StudioBackdrop, subject_prior: np.ndarray | None) -> _Trimap:
+def _segment(
+    smooth: np.ndarray,
+    backdrop: StudioBackdrop,
+    subject_prior: np.ndarray | None,
+    backdrop_prior: np.ndarray | None = None,
+) -> _Trimap:
     height, width = smooth.shape[:2]
     area = height * width
     candidate, plain, blocked = _backdrop_candidates(smooth, backdrop)
@@ -337,6 +350,9 @@ def _segment(smooth: np.ndarray, backdrop: StudioBackdrop, subject_prior: np.nda
     plain_count = np.bincount(labels.ravel(), weights=plain.ravel(), minlength=count)
     sizes = stats[:, cv2.CC_STAT_AREA]
     is_backdrop |= (sizes >= _MIN_HOLE_FRACTION * area) & (plain_count >= 0.5 * sizes)
+    if backdrop_prior is not None:  # step 2: small holes open where a segmenter sees backdrop too
+        prior_count = np.bincount(labels.ravel(), weights=backdrop_prior.ravel(), minlength=count)
+        is_backdrop |= (plain_count >= 0.5 * sizes) & (prior_count >= 0.5 * sizes)
     is_backdrop[0] = False  # label 0 is everything that is not a candidate
     subject = ~is_backdrop[labels]
     subject = _drop_specks(subject, max(16, round(_MIN_SPECK_FRACTION * area)))

@@ -188,6 +188,28 @@ def test_studio_keeps_shadow_coloured_subject_the_segmenter_is_sure_of(shot: Stu
     assert (with_prior.alpha[grey_subject] >= 128).mean() > 0.95
 
 
+def test_studio_opens_a_small_hole_only_where_the_segmenter_sees_backdrop(shot: StudioShot) -> None:
+    """A hole too small for the studio engine's hole rule (it keeps small backdrop-coloured patches inside a subject:
+    a white label on a white product) opens when the segmenter's mask says backdrop there, and only then."""
+    inside = cv2.distanceTransform((shot.alpha >= 1.0).view(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(inside.argmax()), inside.shape)
+    hole = np.zeros(shot.alpha.shape, np.uint8)
+    cv2.circle(hole, (int(x), int(y)), 5, 1, -1)
+    hole = hole.view(bool)
+    assert hole.sum() < 0.0005 * hole.size  # under the size the studio engine opens on its own
+    image = np.where(hole[:, :, None], np.clip(shot.backdrop, 0, 255), shot.rgb).astype(np.uint8)
+    alpha = np.where(hole, 0.0, shot.alpha)
+    centre = cv2.erode(hole.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool)
+    alone = StudioMatting().estimate(image)
+    seen = StudioMatting().estimate(image, backdrop_prior=alpha < 0.5)
+    taken_for_subject = StudioMatting().estimate(image, backdrop_prior=shot.alpha < 0.5)
+    assert alone.alpha[centre].mean() > 200  # the behaviour the prior corrects
+    assert (seen.alpha[centre] == 0).all()
+    assert np.array_equal(taken_for_subject.alpha, alone.alpha)
+    away = ~cv2.dilate(hole.view(np.uint8), np.ones((9, 9), np.uint8)).view(bool)
+    assert np.array_equal(seen.alpha[away], alone.alpha[away])
+
+
 def test_factory_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest, match="matting engine"):
         create_engine("nope")
