@@ -210,6 +210,26 @@ def test_studio_opens_a_small_hole_only_where_the_segmenter_sees_backdrop(shot: 
     assert np.array_equal(seen.alpha[away], alone.alpha[away])
 
 
+def test_studio_keeps_a_pale_subject_brighter_than_the_backdrop_where_the_segmenter_sees_it() -> None:
+    """A white disc with a soft edge on a light grey sweep looks like the sweep lit a little brighter (a tolerance
+    kept for shadows the backdrop model learns along the border): alone, the studio engine gives it to the backdrop;
+    where the segmenter's mask says subject, it stays."""
+    rng = np.random.default_rng(5)
+    height, width = 430, 640
+    disc = np.zeros((height, width), np.float32)
+    cv2.circle(disc, (220, 200), 60, 1.0, -1)
+    disc = cv2.GaussianBlur(disc, (0, 0), 4)  # an edge of ~2 levels per px: no wall against the backdrop
+    image = 200.0 + 30.0 * disc[:, :, None] + rng.normal(0.0, 1.0, (height, width, 3))
+    image[150:260, 420:520] = (60.0, 40.0, 30.0)  # a dark box, so that a subject is there either way
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    centre = disc > 0.99
+    alone = StudioMatting().estimate(image)
+    seen = StudioMatting().estimate(image, backdrop_prior=disc < 0.5)
+    assert (alone.alpha[centre] == 0).mean() > 0.9  # the failure the prior is for
+    assert (seen.alpha[centre] == 255).mean() > 0.95
+    assert (seen.alpha[150:260, 420:520] == 255).mean() > 0.9
+
+
 def test_factory_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest, match="matting engine"):
         create_engine("nope")
