@@ -20,8 +20,6 @@ from pathlib import Path
 
 import httpx
 
-DEFAULT_SEGMENTER = ("u2netp", "u2net")
-"""(weights, format) of the segmenter Triton runs unless told otherwise: see Settings.segmenter."""
 MODEL_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 CPU_HOST_FLAGS = (
     "--disable-auto-complete-config",
@@ -84,11 +82,14 @@ def link_python_backend(backend_root: Path) -> Path:
     return backend_root
 
 
-def server_environment(models_dir: Path, segmenter: tuple[str, str] = DEFAULT_SEGMENTER) -> dict[str, str]:
+def server_environment(models_dir: Path, segmenter: tuple[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for tritonserver. segmenter: (weights, format) of Settings.segmenter, read by
+    model_repository/matting_segmenter (which file) and matting (how to prepare its inputs); None keeps whatever
+    REPLATE_SEGMENTER / REPLATE_SEGMENTER_FORMAT this process has (u2netp when unset)."""
     env = dict(os.environ)
     env["REPLATE_MODELS_DIR"] = str(models_dir)
-    # Read by model_repository/matting_segmenter (which file) and matting (how to prepare its inputs).
-    env["REPLATE_SEGMENTER"], env["REPLATE_SEGMENTER_FORMAT"] = segmenter
+    if segmenter is not None:
+        env["REPLATE_SEGMENTER"], env["REPLATE_SEGMENTER_FORMAT"] = segmenter
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
@@ -105,7 +106,7 @@ class TritonServer:
         run_dir: Path,
         models_dir: Path,
         model_repositories: tuple[Path, ...] = (MODEL_REPOSITORY,),
-        segmenter: tuple[str, str] = DEFAULT_SEGMENTER,
+        segmenter: tuple[str, str] | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.models_dir = models_dir

@@ -47,7 +47,9 @@ def test_the_segmenter_setting_reaches_tritons_environment(monkeypatch: pytest.M
     settings = Settings()
     env = server_environment(settings.models_dir, (settings.segmenter, settings.segmenter_format))
     assert env["REPLATE_SEGMENTER"] == "/models/birefnet-general.onnx" and env["REPLATE_SEGMENTER_FORMAT"] == "birefnet"
-    assert server_environment(settings.models_dir)["REPLATE_SEGMENTER_FORMAT"] == "u2net"
+    assert server_environment(settings.models_dir)["REPLATE_SEGMENTER"] == "/models/birefnet-general.onnx"  # inherited
+    env = server_environment(settings.models_dir, ("u2net", "u2net"))  # what Settings says wins
+    assert (env["REPLATE_SEGMENTER"], env["REPLATE_SEGMENTER_FORMAT"]) == ("u2net", "u2net")
     monkeypatch.setenv("REPLATE_SEGMENTER_FORMAT", "sam")
     with pytest.raises(ValidationError, match="birefnet"):
         Settings()
