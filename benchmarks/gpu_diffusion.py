@@ -281,7 +281,6 @@ class TorchComponents:
     time and synchronously, and inputs and outputs cross host memory, as TensorRTComponents' do."""
 
     def __init__(self, components: Mapping[str, Component], dtypes: Mapping[str, str], device: str) -> None:
-
         self._device = torch.device(device)
         self._dtypes = {name: getattr(torch, dtype) for name, dtype in dtypes.items()}
         self._components = {name: c.to(self._device, self._dtypes[name]) for name, c in components.items()}
@@ -289,7 +288,6 @@ class TorchComponents:
     async def infer(
         self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
     ) -> dict[str, np.ndarray]:
-
         dtype = self._dtypes[model]
         tensors = {}
         for name, array in inputs.items():
@@ -421,7 +419,6 @@ def require_tensorrt_10() -> str:
 
 
 def require_torch_cuda() -> str:
-
     if not torch.cuda.is_available():
         raise GpuUnavailable(f"PyTorch {torch.__version__} sees no CUDA device (a CPU build?)")
     return f"PyTorch {torch.__version__} eager (SDPA attention), in-process, no TensorRT"

@@ -1,4 +1,4 @@
-"""Synthetic studio shots with known ground truth, for tests and benchmarks.
+"""Synthetic shots with known ground truth, for tests and benchmarks: a studio product scene, and a keyed disc.
 
 A product scene (a bottle with a translucent glass neck and a mug with a handle whose hole shows the backdrop)
 on a light gradient sweep, with a soft cast shadow and sensor noise. Shapes are signed-distance fields, so the true
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["StudioShot", "make_studio_shot", "render_studio_shot"]
+__all__ = ["StudioShot", "make_studio_shot", "red_disc_on_green_texture", "render_studio_shot"]
 
 BOTTLE_RGB = (38.0, 112.0, 150.0)
 MUG_RGB = (196.0, 54.0, 40.0)
@@ -73,6 +73,18 @@ def render_studio_shot(width: int, height: int, seed: int, *, touch_bottom: bool
     composite += rng.normal(0.0, NOISE_LEVELS, composite.shape).astype(np.float32)
     rgb = np.clip(np.rint(composite), 0, 255).astype(np.uint8)
     return StudioShot(rgb=rgb, alpha=alpha, backdrop=backdrop, shadow=shadow, glass=glass_cover > 0.5)
+
+
+def red_disc_on_green_texture(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 RGB image and its bool subject: a red disc on a mottled green backdrop no studio model fits."""
+    rng = np.random.default_rng(4)
+    y, x = np.mgrid[0:height, 0:width]
+    disc = (x - width * 0.45) ** 2 + (y - height * 0.5) ** 2 < (0.3 * height) ** 2
+    image = np.empty((height, width, 3), np.float32)
+    image[:] = (40.0, 150.0, 60.0)
+    image += rng.normal(0.0, 25.0, (height // 8 + 1, width // 8 + 1, 1)).repeat(8, 0).repeat(8, 1)[:height, :width]
+    image[disc] = (200.0, 40.0, 50.0)
+    return np.clip(image, 0, 255).astype(np.uint8), disc
 
 
 def _round_rect(x: np.ndarray, y: np.ndarray, cx: float, cy: float, hw: float, hh: float, r: float) -> np.ndarray:

@@ -35,7 +35,7 @@ __all__ = ["MAX_CORE_LOST", "PLAIN_BORDER", "AutoMatting", "segmenter_core"]
 PLAIN_BORDER = 0.9
 MAX_CORE_LOST = 0.25
 _SURE_SUBJECT, _SURE_BACKDROP = 0.95, 0.1
-_SURE_BACKDROP_PRIOR = 0.5  # its own threshold: a hole of a few px, blurred at 320 px, rarely gets below 0.1
+_SURE_BACKDROP_PRIOR = 0.5  # the segmenter's own cut: a hole of a few px, blurred at 320 px, seldom gets below 0.1
 
 
 class AutoMatting:

@@ -17,7 +17,7 @@ from gateway.tritonserver import TritonServer
 from replate.imageio import encode_image
 from tests.conftest import data_url
 from tests.integration.conftest import GatewayThread
-from tests.unit.replate.test_matting_segmenter import red_disc_on_green_texture
+from tests.synthetic import red_disc_on_green_texture
 
 pytestmark = pytest.mark.slow
 

@@ -20,6 +20,7 @@ from replate.matting.segmenter import (
     segmenter_input,
 )
 from replate.models import ModelMissing
+from tests.synthetic import red_disc_on_green_texture
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -139,18 +140,6 @@ def test_spec_finds_named_models_and_files(tiny_onnx: Path, tmp_path: Path) -> N
 def keyed_birefnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("keyed")
     return export_segmenter(ColourKeySegmenter(logits=True), folder / "keyed-birefnet.onnx", size=1024)
-
-
-def red_disc_on_green_texture(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 RGB image and its bool subject: a red disc on a mottled green backdrop no studio model fits."""
-    rng = np.random.default_rng(4)
-    y, x = np.mgrid[0:height, 0:width]
-    disc = (x - width * 0.45) ** 2 + (y - height * 0.5) ** 2 < (0.3 * height) ** 2
-    image = np.empty((height, width, 3), np.float32)
-    image[:] = (40.0, 150.0, 60.0)
-    image += rng.normal(0.0, 25.0, (height // 8 + 1, width // 8 + 1, 1)).repeat(8, 0).repeat(8, 1)[:height, :width]
-    image[disc] = (200.0, 40.0, 50.0)
-    return np.clip(image, 0, 255).astype(np.uint8), disc
 
 
 def test_auto_runs_a_birefnet_file_given_by_path(keyed_birefnet: Path) -> None:
